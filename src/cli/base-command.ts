@@ -1,0 +1,56 @@
+// The base of every command: the shared flags (--config, --json), config loading, and the one
+// place where errors become stderr text (or JSON) and an exit code.
+
+import {Command, Errors, Flags, type Interfaces} from '@oclif/core'
+
+import {loadConfig, type Config} from '../config/load.js'
+import {ExitCode, exitCodeFor, MirrorError, toMirrorError} from '../errors.js'
+
+export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
+
+export abstract class BaseCommand<T extends typeof Command> extends Command {
+  static override baseFlags = {
+    config: Flags.string({char: 'c', description: 'config file (default: mirror.config.yaml in the current directory)', helpGroup: 'GLOBAL'}),
+    json: Flags.boolean({description: 'print the result as JSON on stdout; no progress bars', helpGroup: 'GLOBAL'}),
+  }
+
+  protected flags!: BaseFlags<T>
+  protected args!: Interfaces.InferredArgs<T['args']>
+
+  public override async init(): Promise<void> {
+    await super.init()
+    const {args, flags} = await this.parse({
+      flags: this.ctor.flags,
+      baseFlags: (super.ctor as typeof BaseCommand).baseFlags,
+      args: this.ctor.args,
+      strict: this.ctor.strict,
+    })
+    this.flags = flags as BaseFlags<T>
+    this.args = args as Interfaces.InferredArgs<T['args']>
+  }
+
+  protected loadConfig(): Config {
+    return loadConfig({config: this.flags.config})
+  }
+
+  /** Writes one JSON document to stdout. */
+  protected printJson(value: unknown): void {
+    process.stdout.write(`${JSON.stringify(value, null, 2)}\n`)
+  }
+
+  protected override async catch(err: Error & {exitCode?: number; oclif?: {exit?: number}}): Promise<void> {
+    // oclif's own exits (help, version, this.exit) pass through untouched.
+    if (err instanceof Errors.ExitError) throw err
+    // Flag and argument parse errors are usage errors.
+    if (err instanceof Errors.CLIError && !(err instanceof MirrorError)) {
+      process.stderr.write(`mirror: ${err.message}\n`)
+      process.exitCode = err.oclif?.exit === 2 || /flag|argument|Unexpected/i.test(err.message) ? ExitCode.USAGE : ExitCode.FAILED
+      return
+    }
+    const error = toMirrorError(err)
+    if (this.flags?.json) this.printJson({ok: false, error: error.toJSON()})
+    process.stderr.write(`mirror: ${error.describe()}\n`)
+    if (error.code === 'INTERNAL' && err.stack && process.env.DEBUG) process.stderr.write(`${err.stack}\n`)
+    process.exitCode = exitCodeFor(error)
+  }
+}

@@ -1,0 +1,57 @@
+// Path rules shared by every target: what a relative path under a root may look like, and the
+// temporary names used for atomic writes.
+
+import {createHash, randomBytes} from 'node:crypto'
+import {posix} from 'node:path'
+
+import {MirrorError} from '../errors.js'
+
+/** Longest single name most file systems accept, in bytes. */
+const MAX_NAME_BYTES = 255
+
+/**
+ * Throws UNSAFE_PATH unless `path` is a plain relative POSIX path that stays under the root:
+ * no empty, `.` or `..` component, not absolute, no NUL, no backslash-free trickery needed since
+ * only `/` separates components on the slaves.
+ */
+export function checkRelativePath(path: string): string {
+  const fail = (why: string): never => {
+    throw new MirrorError('UNSAFE_PATH', `refused path: ${why}`, {path})
+  }
+  if (path.length === 0) fail('empty')
+  if (path.includes('\0')) fail('contains a NUL byte')
+  if (path.startsWith('/')) fail('absolute')
+  for (const part of path.split('/')) {
+    if (part === '' || part === '.') fail('empty or "." component')
+    if (part === '..') fail('".." component')
+    if (Buffer.byteLength(part) > MAX_NAME_BYTES) fail(`a component is longer than ${MAX_NAME_BYTES} bytes`)
+  }
+  return path
+}
+
+/** Parent directories of a relative path, outermost first: `a/b/c` gives `a`, `a/b`. */
+export function parentDirs(path: string): string[] {
+  const parts = path.split('/')
+  const dirs: string[] = []
+  for (let i = 1; i < parts.length; i++) dirs.push(parts.slice(0, i).join('/'))
+  return dirs
+}
+
+const TEMP_PREFIX = '.mirror-tmp-'
+
+/**
+ * The temporary name a file is written under before the rename, in the same directory. It is
+ * derived from the path plus a random part, short whatever the final name's length, and
+ * recognisable so that leftovers from a killed run can be found and cleaned.
+ */
+export function tempNameFor(path: string): string {
+  const dir = posix.dirname(path)
+  const tag = createHash('sha256').update(path).digest('hex').slice(0, 10)
+  const name = `${TEMP_PREFIX}${tag}-${randomBytes(4).toString('hex')}`
+  return dir === '.' ? name : `${dir}/${name}`
+}
+
+/** True for the base name of a temporary file left by an interrupted write. */
+export function isTempName(name: string): boolean {
+  return posix.basename(name).startsWith(TEMP_PREFIX)
+}

@@ -1,0 +1,119 @@
+// The one interface every kind of slave implements (local directory, SSH/SFTP, later object
+// storage). The sync core only ever talks to this; differences live in `capabilities`.
+// Paths given to a target are POSIX paths relative to its root, already checked by
+// `checkRelativePath`; the target still refuses any write that would leave the root.
+
+/** What a target found at a path. Symlinks are reported as such, never followed. */
+export interface RemoteStat {
+  type: 'file' | 'dir' | 'symlink' | 'other'
+  size: number
+  /** Modification time in milliseconds, truncated to whole seconds (SFTP's precision). */
+  mtimeMs: number
+  /** Permission bits only (mode & 0o7777). */
+  mode: number
+}
+
+export interface TargetCapabilities {
+  /** Server-side copy of byte ranges between files (OpenSSH `copy-data`): enables delta transfer. */
+  copyData: boolean
+  /** Remote commands may be run (faster paths such as remote hashing). */
+  exec: boolean
+  /** How many transfers the target handles well at once. */
+  maxTransfers: number
+}
+
+export interface PutOptions {
+  /** Permission bits to set on the file. */
+  mode: number
+  /** Modification time to set on the file, in milliseconds. */
+  mtimeMs: number
+}
+
+/** Who holds a target's lock. Written into the lock so that others can see it. */
+export interface LockOwner {
+  host: string
+  user: string
+  pid: number
+  /** ISO time the lock was taken. */
+  since: string
+  command: string
+}
+
+export interface Target {
+  /** The target's name from the config. */
+  readonly name: string
+  /** The target's URL for display: never contains a password. */
+  readonly url: string
+  /** Known after `connect()`. */
+  readonly capabilities: TargetCapabilities
+
+  /**
+   * Opens the connection (one per target for the whole run) and checks that the root exists
+   * and is a directory. Throws MirrorError UNREACHABLE, TIMEOUT, AUTH_FAILED, HOST_KEY_UNKNOWN,
+   * HOST_KEY_CHANGED or ROOT_MISSING, each naming the target.
+   */
+  connect(): Promise<void>
+
+  /** Closes the connection. Never throws; safe to call twice or before connect. */
+  close(): Promise<void>
+
+  /**
+   * lstat of each path under the root, many requests in flight at once. A path that does not
+   * exist maps to null. A path below a symlink or a non-directory also maps to null.
+   */
+  stat(paths: readonly string[]): Promise<Map<string, RemoteStat | null>>
+
+  /**
+   * Every entry under the root, recursively, without following symlinks (a symlink is listed
+   * as `symlink` and not entered). Directories are not listed, only what is in them.
+   * `skip(dir)` returning true prunes a directory (relative path) from the walk.
+   */
+  list(skip?: (dir: string) => boolean): Promise<Map<string, RemoteStat>>
+
+  /** SHA-256 (hex) of a file's content under the root. Throws if it is not a regular file. */
+  hash(path: string): Promise<string>
+
+  /**
+   * Writes the local file to `path` atomically: the bytes go to a temporary name in the same
+   * directory, mode and mtime are set, then it is renamed over `path`. Missing parent
+   * directories are created. Never writes through a symlink: if any existing component of the
+   * path is a symlink or not a directory, throws UNSAFE_PATH and writes nothing. On failure the
+   * temporary file is removed where possible and `path` keeps its old content. Throws DISK_FULL,
+   * PERMISSION_DENIED or CONNECTION_LOST with the target and path.
+   */
+  put(localPath: string, path: string, options: PutOptions): Promise<void>
+
+  /**
+   * Deletes the file at `path` (a symlink itself, never its target). A missing file is not an
+   * error. Never deletes through a symlinked parent directory (throws UNSAFE_PATH).
+   */
+  remove(path: string): Promise<void>
+
+  /** Removes the directory if it is empty; returns false (and does nothing) otherwise. */
+  removeEmptyDir(path: string): Promise<boolean>
+
+  /**
+   * Copies the file at `path` into the target's state, under `backups/<backupId>/<path>`,
+   * so a customization overwritten with --force can be recovered.
+   */
+  backup(path: string, backupId: string): Promise<void>
+
+  /** Reads a file of the target's state (outside the web root); null when it does not exist. */
+  readState(name: string): Promise<Buffer | null>
+
+  /** Writes a file of the target's state atomically (temporary name, then rename). */
+  writeState(name: string, data: Buffer): Promise<void>
+
+  /** Stats a file of the target's state; null when it does not exist. */
+  statState(name: string): Promise<RemoteStat | null>
+
+  /**
+   * Takes the target's publish lock (one publisher at a time). If another owner holds it,
+   * throws LOCKED naming the holder and since when, unless `breakLock` is true, in which case
+   * the old lock is replaced.
+   */
+  lock(owner: LockOwner, breakLock?: boolean): Promise<void>
+
+  /** Releases the lock if this target holds it. Never throws. */
+  unlock(): Promise<void>
+}
