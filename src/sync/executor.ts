@@ -1,0 +1,202 @@
+// Carries out one target's plan and returns its report. The order is the safety: assets
+// before the pages that reference them, deletes only after every upload landed, the manifest
+// written as files land so that an interrupted publish resumes where it stopped.
+
+import pLimit from 'p-limit'
+
+import {MirrorError, withContext} from '../errors.js'
+import {parentDirs} from '../targets/paths.js'
+import type {Target} from '../targets/target.js'
+import type {PublishEvent} from './events.js'
+import {serializeManifest, type Manifest} from './manifest.js'
+import type {Action, TargetPlan} from './plan.js'
+import {recordAfter} from './planner.js'
+
+export interface ExecuteOptions {
+  /** The manifest the plan was made against (a copy is updated and written as files land). */
+  base: Manifest
+  /** Stop before deleting more than this many files. */
+  maxDelete?: number
+  /** Names the backup folder of this run. */
+  backupId: string
+  publisher: string
+  signal?: AbortSignal
+  onEvent?: (event: PublishEvent) => void
+  /** Called after each successful manifest write with the bytes written. */
+  onManifestWritten?: (data: Buffer) => Promise<void>
+}
+
+export interface TargetReport {
+  target: string
+  url: string
+  ok: boolean
+  /** Files sent (add, update, repair). */
+  sent: number
+  bytes: number
+  deleted: number
+  adopted: number
+  /** Customizations and conflicts left alone on the slave. */
+  kept: Array<{path: string; reason: string}>
+  failed: Array<{path: string; code: string; message: string}>
+  error?: ReturnType<MirrorError['toJSON']>
+  durationMs: number
+  generation: number
+}
+
+/** The manifest is rewritten on the slave at most this often while files land. */
+const MANIFEST_FLUSH_MS = 2000
+
+const isPage = (path: string) => /\.(html?|xhtml|php)$/i.test(path)
+
+export async function executePlan(target: Target, plan: TargetPlan, options: ExecuteOptions): Promise<TargetReport> {
+  const started = Date.now()
+  const emit = options.onEvent ?? (() => {})
+  const manifest: Manifest = {...options.base, files: new Map(options.base.files)}
+  const report: TargetReport = {
+    target: target.name,
+    url: target.url,
+    ok: true,
+    sent: 0,
+    bytes: 0,
+    deleted: 0,
+    adopted: 0,
+    kept: [],
+    failed: [],
+    durationMs: 0,
+    generation: manifest.generation,
+  }
+
+  const apply = (action: Action) => {
+    const record = recordAfter(action)
+    if (record === null) manifest.files.delete(action.path)
+    else if (record) manifest.files.set(action.path, record)
+  }
+
+  let dirty = false
+  let lastFlush = Date.now()
+  let flushing: Promise<void> = Promise.resolve()
+  const flush = async (final: boolean) => {
+    dirty = false
+    lastFlush = Date.now()
+    manifest.generation = options.base.generation + 1
+    manifest.publishedAt = new Date().toISOString()
+    manifest.publisher = options.publisher
+    if (!final) manifest.publishedAt += ' (in progress)'
+    const data = serializeManifest(manifest)
+    await target.writeState('manifest.json', data)
+    await options.onManifestWritten?.(data)
+  }
+  const maybeFlush = () => {
+    if (dirty && Date.now() - lastFlush > MANIFEST_FLUSH_MS) flushing = flushing.then(() => flush(false)).catch(() => {})
+  }
+
+  for (const action of plan.actions) {
+    if (action.kind === 'keep' || action.kind === 'conflict') report.kept.push({path: action.path, reason: action.reason ?? action.kind})
+    if (action.kind === 'adopt' || action.kind === 'keep') {
+      apply(action)
+      if (action.kind === 'adopt') report.adopted++
+      dirty = true
+    }
+  }
+
+  // Assets first, pages last: a page never lands before what it references.
+  const transfers = plan.actions.filter((a) => a.kind === 'add' || a.kind === 'update' || a.kind === 'repair')
+  const ordered = [...transfers.filter((a) => !isPage(a.path)), ...transfers.filter((a) => isPage(a.path))]
+  const limit = pLimit(Math.max(1, target.capabilities.maxTransfers))
+  let fatal: MirrorError | undefined
+
+  const attempt = async (action: Action, work: () => Promise<void>) => {
+    if (fatal || options.signal?.aborted) return
+    try {
+      await work()
+    } catch (error) {
+      const err = withContext(error, target.name, action.path)
+      report.failed.push({path: action.path, code: err.code, message: err.message})
+      emit({type: 'file-failed', target: target.name, path: action.path, error: err.toJSON()})
+      // A dead connection or a full disk fails every later file the same way: stop early.
+      if (['CONNECTION_LOST', 'DISK_FULL', 'TIMEOUT', 'UNREACHABLE'].includes(err.code)) fatal ??= err
+    }
+  }
+
+  await Promise.all(
+    ordered.map((action) =>
+      limit(() =>
+        attempt(action, async () => {
+          const source = action.source!
+          if (action.backup) await target.backup(action.path, options.backupId)
+          await target.put(source.abs, action.path, {mode: source.mode, mtimeMs: source.mtimeMs})
+          apply(action)
+          dirty = true
+          report.sent++
+          report.bytes += source.size
+          emit({type: 'file-done', target: target.name, path: action.path, kind: action.kind, bytes: source.size})
+          maybeFlush()
+        }),
+      ),
+    ),
+  )
+
+  // Deletes go last, and only when every upload landed (rclone's rule): a failed upload may
+  // mean the new page that replaces a deleted one is not there yet.
+  const deletes = plan.actions.filter((a) => a.kind === 'delete')
+  let stopped: MirrorError | undefined
+  if (report.failed.length === 0 && !fatal && !options.signal?.aborted && deletes.length > 0) {
+    const onSlave = deletes.filter((a) => a.reason !== 'already gone on the slave')
+    if (options.maxDelete !== undefined && onSlave.length > options.maxDelete) {
+      stopped = new MirrorError('MAX_DELETE', `${onSlave.length} files to delete is more than --max-delete ${options.maxDelete}: no file was deleted`, {
+        target: target.name,
+        suggestion: 'Check the plan with `mirror diff`; raise --max-delete if the deletes are intended.',
+      })
+    } else {
+      await Promise.all(
+        deletes.map((action) =>
+          limit(() =>
+            attempt(action, async () => {
+              if (action.backup) await target.backup(action.path, options.backupId)
+              await target.remove(action.path)
+              apply(action)
+              dirty = true
+              report.deleted++
+              emit({type: 'file-done', target: target.name, path: action.path, kind: 'delete', bytes: 0})
+            }),
+          ),
+        ),
+      )
+      await removeEmptiedDirs(target, deletes.map((a) => a.path), new Set(manifest.files.keys()))
+    }
+  }
+
+  await flushing
+  if (dirty || plan.actions.length > 0 || manifest.generation === 0) {
+    try {
+      await flush(true)
+    } catch (error) {
+      fatal ??= withContext(error, target.name, '(state) manifest.json')
+    }
+  }
+  report.generation = manifest.generation
+
+  const failure = fatal ?? stopped ?? (options.signal?.aborted ? new MirrorError('INTERRUPTED', 'interrupted', {target: target.name}) : undefined)
+  if (failure || report.failed.length > 0) {
+    report.ok = false
+    report.error = (failure ?? new MirrorError('TRANSFER_FAILED', `${report.failed.length} file(s) failed`, {target: target.name})).toJSON()
+  }
+  report.durationMs = Date.now() - started
+  return report
+}
+
+/**
+ * After deletes, removes directories left empty, deepest first. Directories that still hold a
+ * published file, or anything of the slave's own, are not empty and stay.
+ */
+async function removeEmptiedDirs(target: Target, deleted: string[], stillPublished: Set<string>): Promise<void> {
+  const live = new Set<string>()
+  for (const path of stillPublished) for (const dir of parentDirs(path)) live.add(dir)
+  const candidates = new Set<string>()
+  for (const path of deleted) for (const dir of parentDirs(path)) if (!live.has(dir)) candidates.add(dir)
+  const byDepth = [...candidates].sort((a, b) => b.split('/').length - a.split('/').length || (a < b ? -1 : 1))
+  for (const dir of byDepth) {
+    // An unremovable directory is untidy, not a failure of the publish.
+    await target.removeEmptyDir(dir).catch(() => false)
+  }
+}

@@ -1,0 +1,78 @@
+// The master's copy of each target's manifest. A clean noop costs one stat of the slave's
+// manifest: when its size and mtime are those the master saw after its last write, the local
+// copy is used and nothing is downloaded.
+
+import {createHash} from 'node:crypto'
+import * as fs from 'node:fs/promises'
+import {join} from 'node:path'
+
+import type {TargetConfig} from '../config/schema.js'
+import {MirrorError} from '../errors.js'
+import type {Target} from '../targets/target.js'
+import {parseManifest, type Manifest} from './manifest.js'
+
+export interface LoadedManifest {
+  /** null on a first publish, or when the slave's manifest is damaged (then `corrupt` is set). */
+  manifest: Manifest | null
+  fromCache: boolean
+  corrupt?: MirrorError
+  /** The generation to continue from when the manifest had to be rebuilt. */
+  generationHint: number
+}
+
+interface CopyMeta {
+  url: string
+  size: number
+  mtimeMs: number
+}
+
+function copyName(config: TargetConfig): string {
+  const key = createHash('sha256').update(`${config.url}\n${config.state ?? ''}`).digest('hex').slice(0, 10)
+  return `${config.name}-${key}`
+}
+
+export async function loadManifest(target: Target, config: TargetConfig, cacheDir: string): Promise<LoadedManifest> {
+  const remote = await target.statState('manifest.json')
+  const base = join(cacheDir, copyName(config))
+  if (!remote) return {manifest: null, fromCache: false, generationHint: 0}
+  const meta = await fs
+    .readFile(`${base}.meta.json`, 'utf8')
+    .then((text) => JSON.parse(text) as CopyMeta)
+    .catch(() => undefined)
+  if (meta && meta.url === config.url && meta.size === remote.size && meta.mtimeMs === remote.mtimeMs) {
+    const copy = await fs.readFile(`${base}.manifest.json`).catch(() => undefined)
+    if (copy) {
+      try {
+        return {manifest: parseManifest(copy, target.name), fromCache: true, generationHint: 0}
+      } catch {
+        // A damaged local copy: fall through and download the slave's.
+      }
+    }
+  }
+  const data = await target.readState('manifest.json')
+  if (!data) return {manifest: null, fromCache: false, generationHint: 0}
+  try {
+    const manifest = parseManifest(data, target.name)
+    await writeCopy(base, config, remote.size, remote.mtimeMs, data)
+    return {manifest, fromCache: false, generationHint: manifest.generation}
+  } catch (error) {
+    const hint = await fs.readFile(`${base}.manifest.json`).then((d) => parseManifest(d, target.name).generation).catch(() => 0)
+    return {manifest: null, fromCache: false, corrupt: error as MirrorError, generationHint: hint}
+  }
+}
+
+/** Records what was just written to the slave, with the stat the slave now reports for it. */
+export async function saveManifestCopy(target: Target, config: TargetConfig, cacheDir: string, data: Buffer): Promise<void> {
+  const remote = await target.statState('manifest.json')
+  if (!remote) return
+  await writeCopy(join(cacheDir, copyName(config)), config, remote.size, remote.mtimeMs, data)
+}
+
+async function writeCopy(base: string, config: TargetConfig, size: number, mtimeMs: number, data: Buffer): Promise<void> {
+  await fs.mkdir(join(base, '..'), {recursive: true})
+  // The manifest first, then the meta that vouches for it: a crash between them only costs a download.
+  await fs.writeFile(`${base}.manifest.json.tmp`, data)
+  await fs.rename(`${base}.manifest.json.tmp`, `${base}.manifest.json`)
+  const meta: CopyMeta = {url: config.url, size, mtimeMs}
+  await fs.writeFile(`${base}.meta.json`, JSON.stringify(meta))
+}

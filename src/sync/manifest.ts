@@ -1,0 +1,87 @@
+// The manifest: what the master last published on one target (the "base" of the three-way
+// plan). It lives in the target's state on the slave and carries its own checksum and
+// generation, so a damaged or hand-edited copy is detected instead of trusted.
+
+import {createHash} from 'node:crypto'
+
+import {MirrorError} from '../errors.js'
+
+export interface ManifestRecord {
+  hash: string
+  size: number
+  /** The mtime the file was given on the slave, whole seconds in milliseconds. */
+  mtimeMs: number
+  mode: number
+}
+
+export interface Manifest {
+  target: string
+  /** Increases by one with every write; lets a master notice another master's publish. */
+  generation: number
+  publishedAt: string
+  publisher: string
+  files: Map<string, ManifestRecord>
+}
+
+const FORMAT = 1
+
+type Row = [hash: string, size: number, mtimeMs: number, mode: number]
+
+function checksumOf(filesJson: string): string {
+  return createHash('sha256').update(filesJson).digest('hex')
+}
+
+export function emptyManifest(target: string): Manifest {
+  return {target, generation: 0, publishedAt: '', publisher: '', files: new Map()}
+}
+
+export function serializeManifest(manifest: Manifest): Buffer {
+  const rows: Record<string, Row> = {}
+  for (const path of [...manifest.files.keys()].sort()) {
+    const r = manifest.files.get(path)!
+    rows[path] = [r.hash, r.size, r.mtimeMs, r.mode]
+  }
+  const files = JSON.stringify(rows)
+  const head = JSON.stringify({
+    format: FORMAT,
+    target: manifest.target,
+    generation: manifest.generation,
+    publishedAt: manifest.publishedAt,
+    publisher: manifest.publisher,
+    checksum: checksumOf(files),
+  })
+  // Written by hand so the checksum covers exactly the bytes of "files" as stored.
+  return Buffer.from(`${head.slice(0, -1)},"files":${files}}\n`)
+}
+
+/** Parses a manifest; throws MANIFEST_CORRUPT when it is not one or its checksum is wrong. */
+export function parseManifest(data: Buffer, target: string): Manifest {
+  const corrupt = (why: string) =>
+    new MirrorError('MANIFEST_CORRUPT', `the manifest on the slave is damaged (${why}): nothing will be deleted on its word`, {
+      target,
+      suggestion: 'The next publish rebuilds it from what is really on the slave (as with --verify).',
+    })
+  const text = data.toString('utf8')
+  let parsed: {format?: number; target?: string; generation?: number; publishedAt?: string; publisher?: string; checksum?: string; files?: Record<string, Row>}
+  try {
+    parsed = JSON.parse(text)
+  } catch {
+    throw corrupt('not JSON')
+  }
+  if (parsed.format !== FORMAT) throw corrupt(`unknown format ${String(parsed.format)}`)
+  const filesStart = text.indexOf('"files":')
+  const filesJson = filesStart < 0 ? '' : text.slice(filesStart + 8, text.lastIndexOf('}'))
+  if (!parsed.files || parsed.checksum !== checksumOf(filesJson)) throw corrupt('checksum mismatch')
+  const files = new Map<string, ManifestRecord>()
+  for (const [path, row] of Object.entries(parsed.files)) {
+    if (!Array.isArray(row) || row.length !== 4) throw corrupt(`bad record for ${JSON.stringify(path)}`)
+    files.set(path, {hash: row[0], size: row[1], mtimeMs: row[2], mode: row[3]})
+  }
+  return {
+    target: parsed.target ?? target,
+    generation: parsed.generation ?? 0,
+    publishedAt: parsed.publishedAt ?? '',
+    publisher: parsed.publisher ?? '',
+    files,
+  }
+}

@@ -1,0 +1,240 @@
+// The publish pipeline: scan the source once, route files to targets, then per target (all in
+// parallel, bounded) connect, lock, load the manifest, probe only what the plan needs, plan, and
+// execute. `dryRun` stops after planning and never takes a lock or writes anything.
+
+import {randomBytes} from 'node:crypto'
+import {hostname, userInfo} from 'node:os'
+import {join} from 'node:path'
+
+import pLimit from 'p-limit'
+import picomatch from 'picomatch'
+
+import type {Config} from '../config/load.js'
+import {MirrorError, toMirrorError, withContext} from '../errors.js'
+import {createTarget} from '../targets/index.js'
+import {isTempName} from '../targets/paths.js'
+import type {Target} from '../targets/target.js'
+import type {PublishEvent} from './events.js'
+import {executePlan, type TargetReport} from './executor.js'
+import {emptyManifest, type Manifest} from './manifest.js'
+import {loadManifest, saveManifestCopy} from './manifest-cache.js'
+import type {RoutedEntry, TargetPlan} from './plan.js'
+import {needsHash, pathsToProbe, planTarget, type SlaveFile} from './planner.js'
+import {scanSource, type ScanWarning} from './scan.js'
+import {createRouter} from './segments.js'
+
+export interface PublishOptions {
+  /** Only these targets (names); all when empty. */
+  targets?: readonly string[]
+  /** Plan only: no lock, no writes, anywhere. */
+  dryRun?: boolean
+  /** Overwrite customizations and conflicts, keeping a backup of the slave's version. */
+  force?: boolean
+  /** List every slave in full instead of trusting the manifest for unchanged paths. */
+  verify?: boolean
+  breakLock?: boolean
+  maxDelete?: number
+  /** Only these source paths (a watch batch); others are left as they are. */
+  only?: readonly string[]
+  signal?: AbortSignal
+  onEvent?: (event: PublishEvent) => void
+  /** Open targets to reuse (watch keeps connections between batches); by name. */
+  openTargets?: Map<string, Target>
+}
+
+export interface TargetOutcome {
+  target: string
+  url: string
+  plan?: TargetPlan
+  report?: TargetReport
+  /** Set when the target failed before or instead of executing. */
+  error?: ReturnType<MirrorError['toJSON']>
+}
+
+export interface PublishResult {
+  source: string
+  files: number
+  hashed: number
+  warnings: ScanWarning[]
+  dryRun: boolean
+  targets: TargetOutcome[]
+}
+
+export function publisherName(): string {
+  return `${userInfo().username}@${hostname()}`
+}
+
+/** Routes every source entry to its targets; a file no segment matches is an error. */
+export function routeEntries(config: Config, entries: Awaited<ReturnType<typeof scanSource>>['entries']): Map<string, Map<string, RoutedEntry>> {
+  const router = createRouter(config.segments)
+  const byTarget = new Map(config.targets.map((t) => [t.name, new Map<string, RoutedEntry>()]))
+  const unrouted: string[] = []
+  for (const source of entries) {
+    const segment = router.segmentFor(source.path)
+    if (!segment) {
+      unrouted.push(source.path)
+      continue
+    }
+    for (const name of segment.targets) {
+      const path = router.targetPath(segment, source.path)
+      const map = byTarget.get(name)!
+      const clash = map.get(path)
+      if (clash) {
+        throw new MirrorError('USAGE', `"${source.path}" (segment ${segment.name}) and "${clash.source.path}" (segment ${clash.segment}) land on the same path`, {
+          target: name,
+          path,
+          suggestion: 'Give one of the segments a different "path".',
+        })
+      }
+      map.set(path, {path, segment: segment.name, source})
+    }
+  }
+  if (unrouted.length > 0) {
+    const shown = unrouted.slice(0, 10).map((p) => `  ${JSON.stringify(p)}`).join('\n')
+    throw new MirrorError('UNROUTED_FILE', `${unrouted.length} file(s) match no segment:\n${shown}${unrouted.length > 10 ? '\n  …' : ''}`, {
+      path: unrouted[0],
+      suggestion: 'Add a last segment with match: ["**"], or exclude these files.',
+    })
+  }
+  return byTarget
+}
+
+export async function publish(config: Config, options: PublishOptions = {}): Promise<PublishResult> {
+  const emit = options.onEvent ?? (() => {})
+  const selected = selectTargets(config, options.targets)
+  const started = Date.now()
+  const scan = await scanSource(config.source, {
+    exclude: [...config.exclude, ...stateDirExclude(config)],
+    cacheFile: join(config.stateDir, 'hash-cache.json'),
+    only: options.only,
+  })
+  emit({type: 'scan-done', files: scan.entries.length, hashed: scan.hashed, durationMs: Date.now() - started})
+  const routed = routeEntries(config, scan.entries)
+  const protect = config.protect.length > 0 ? picomatch(config.protect, {dot: true}) : () => false
+  const scope = options.only ? scopeMatcher(config, options.only) : undefined
+
+  const limit = pLimit(config.publish.parallel)
+  const backupId = new Date().toISOString().replace(/[:.]/g, '-')
+  const outcomes = await Promise.all(
+    selected.map((targetConfig) =>
+      limit(async (): Promise<TargetOutcome> => {
+        const outcome: TargetOutcome = {target: targetConfig.name, url: targetConfig.url}
+        const reused = options.openTargets?.get(targetConfig.name)
+        const target = reused ?? createTarget(targetConfig, config)
+        let locked = false
+        try {
+          emit({type: 'target-connecting', target: target.name})
+          if (!reused) await target.connect()
+          if (!options.dryRun) {
+            await target.lock(lockOwner(), options.breakLock)
+            locked = true
+          }
+          const cacheDir = join(config.stateDir, 'targets')
+          const loaded = await loadManifest(target, targetConfig, cacheDir)
+          const base = loaded.manifest
+          // No trusted manifest (first publish, or a damaged one): look at everything.
+          const listed = Boolean(options.verify) || base === null
+          const entries = routed.get(target.name)!
+          const planBase = base && scope ? {...base, files: new Map([...base.files].filter(([p]) => scope(p, entries)))} : base
+          const slave = await probeSlave(target, entries, planBase, protect, listed, !options.dryRun)
+          const plan = planTarget({target: target.name, url: target.url, entries, base: planBase, slave, listed, protect, force: Boolean(options.force)})
+          outcome.plan = plan
+          emit({type: 'target-planned', target: target.name, plan})
+          if (options.dryRun) return outcome
+          outcome.report = await executePlan(target, plan, {
+            base: base ?? {...emptyManifest(target.name), generation: loaded.generationHint},
+            maxDelete: options.maxDelete ?? config.publish.maxDelete,
+            backupId,
+            publisher: publisherName(),
+            signal: options.signal,
+            onEvent: options.onEvent,
+            onManifestWritten: (data) => saveManifestCopy(target, targetConfig, cacheDir, data),
+          })
+          if (!outcome.report.ok) outcome.error = outcome.report.error
+        } catch (error) {
+          outcome.error = withContext(error, target.name).toJSON()
+        } finally {
+          if (locked) await target.unlock()
+          if (!reused) await target.close()
+          emit({type: 'target-done', target: target.name, ok: !outcome.error})
+        }
+        return outcome
+      }),
+    ),
+  )
+  return {source: config.source, files: scan.entries.length, hashed: scan.hashed, warnings: scan.warnings, dryRun: Boolean(options.dryRun), targets: outcomes}
+}
+
+function selectTargets(config: Config, names: readonly string[] | undefined) {
+  if (!names || names.length === 0) return config.targets
+  for (const name of names) {
+    if (!config.targets.some((t) => t.name === name)) {
+      throw new MirrorError('USAGE', `no target named "${name}"`, {suggestion: `Targets in the config: ${config.targets.map((t) => t.name).join(', ')}.`})
+    }
+  }
+  return config.targets.filter((t) => names.includes(t.name))
+}
+
+/** Keeps the master's own state out of the published tree when it sits inside the source. */
+function stateDirExclude(config: Config): string[] {
+  const rel = join(config.stateDir).startsWith(`${config.source}/`) ? config.stateDir.slice(config.source.length + 1) : undefined
+  return rel ? [`${rel}/**`] : []
+}
+
+/** For a watch batch: a manifest path is in scope when its source path is one of `only`. */
+function scopeMatcher(config: Config, only: readonly string[]) {
+  const router = createRouter(config.segments)
+  const inScope = new Set<string>()
+  for (const path of only) {
+    const segment = router.segmentFor(path)
+    if (segment) inScope.add(router.targetPath(segment, path))
+  }
+  return (targetPath: string, entries: Map<string, RoutedEntry>) => inScope.has(targetPath) || entries.has(targetPath)
+}
+
+function lockOwner() {
+  return {host: hostname(), user: userInfo().username, pid: process.pid, since: new Date().toISOString(), command: process.argv.slice(2).join(' ') || 'mirror'}
+}
+
+/**
+ * Finds out what the slave has where the plan needs to know: the paths `pathsToProbe` names
+ * (none on a clean noop), or a full listing; then hashes the files whose size and mtime cannot
+ * decide. With a listing, temporary files left by a killed run are cleaned up too.
+ */
+async function probeSlave(
+  target: Target,
+  entries: Map<string, RoutedEntry>,
+  base: Manifest | null,
+  protect: (path: string) => boolean,
+  listed: boolean,
+  cleanTemps: boolean,
+): Promise<Map<string, SlaveFile | null>> {
+  let slave: Map<string, SlaveFile | null>
+  if (listed) {
+    const listing = await target.list()
+    slave = new Map()
+    const temps: string[] = []
+    for (const [path, stat] of listing) {
+      if (isTempName(path)) temps.push(path)
+      else if (entries.has(path) || base?.files.has(path)) slave.set(path, stat)
+    }
+    if (cleanTemps) await Promise.all(temps.map((p) => target.remove(p).catch(() => {})))
+  } else {
+    slave = await target.stat(pathsToProbe(entries, base, protect))
+  }
+  const toHash = [...slave].filter(([path, stat]) => needsHash(stat, base?.files.get(path), entries.get(path))).map(([path]) => path)
+  const limit = pLimit(Math.max(1, target.capabilities.maxTransfers))
+  await Promise.all(
+    toHash.map((path) =>
+      limit(async () => {
+        try {
+          const stat = slave.get(path)!
+          slave.set(path, {...stat, hash: await target.hash(path)})
+        } catch (error) {
+          throw withContext(toMirrorError(error), target.name, path)
+        }
+      }),
+    ),
+  )
+  return slave
+}
