@@ -120,7 +120,7 @@ export async function publish(config: Config, options: PublishOptions = {}): Pro
       limit(async (): Promise<TargetOutcome> => {
         const outcome: TargetOutcome = {target: targetConfig.name, url: targetConfig.url}
         const reused = options.openTargets?.get(targetConfig.name)
-        const target = reused ?? createTarget(targetConfig, config)
+        const target = reused ?? (await createTarget(targetConfig, config))
         let locked = false
         try {
           emit({type: 'target-connecting', target: target.name})

@@ -1,0 +1,41 @@
+import {Flags} from '@oclif/core'
+
+import {BaseCommand} from '../cli/base-command.js'
+import {publish} from '../sync/publish.js'
+import {formatPlan, formatWarnings} from '../ui/format.js'
+
+export default class Diff extends BaseCommand<typeof Diff> {
+  static override summary = 'Show the plan for every target, itemized; change nothing.'
+  static override description = `One line per path that would change, with a code:
+  + new        not on the slave yet
+  > changed    changed on the master; the slave still has what was published
+  - deleted    gone from the source; the slave still has what was published
+  * repaired   published before, missing on the slave
+  ! kept       changed on the slave since it was published: a local customization, left alone
+  ! conflict   first publish and a different file is already there: left alone
+  = adopted    the slave already has this content: recorded, nothing sent
+Same as \`mirror publish --dry-run\`.`
+  static override examples = ['<%= config.bin %> diff', '<%= config.bin %> diff --target img --json', '<%= config.bin %> diff --verify']
+
+  static override flags = {
+    target: Flags.string({char: 't', description: 'only this target (repeatable)', multiple: true}),
+    force: Flags.boolean({description: 'plan as `publish --force` would'}),
+    verify: Flags.boolean({description: 'compare every file on every slave instead of trusting the manifest'}),
+  }
+
+  async run(): Promise<void> {
+    const config = this.loadConfig()
+    const result = await publish(config, {targets: this.flags.target, dryRun: true, force: this.flags.force, verify: this.flags.verify})
+    const failed = result.targets.filter((o) => o.error)
+    process.exitCode = failed.length === 0 ? 0 : failed.length === result.targets.length ? 1 : 3
+    if (this.flags.json) {
+      this.printJson({ok: failed.length === 0, ...result})
+      return
+    }
+    for (const line of formatWarnings(result)) process.stderr.write(`${line}\n`)
+    for (const outcome of result.targets) {
+      if (outcome.plan) this.log(formatPlan(outcome.plan))
+      else process.stderr.write(`mirror: target ${outcome.target}: ${outcome.error?.message}\n`)
+    }
+  }
+}

@@ -1,0 +1,78 @@
+import {Flags} from '@oclif/core'
+
+import {BaseCommand} from '../cli/base-command.js'
+import {publishExitCode} from '../cli/publish-exit.js'
+import {publish} from '../sync/publish.js'
+import {formatPlan, formatReport, formatWarnings} from '../ui/format.js'
+import {createProgress} from '../ui/progress.js'
+
+export default class Publish extends BaseCommand<typeof Publish> {
+  static override summary = 'Push the source to every target: only what changed, customizations on the slaves kept.'
+  static override description =
+    'Scans the source once, plans each target three-way (source now, what was last published there, what the slave has now) and pushes to all targets in parallel. Files changed on a slave since the last publish are kept and reported.'
+  static override examples = [
+    '<%= config.bin %> publish',
+    '<%= config.bin %> publish --dry-run',
+    '<%= config.bin %> publish --target cache1 --target cache2',
+    '<%= config.bin %> publish --force --max-delete 100',
+  ]
+
+  static override flags = {
+    target: Flags.string({char: 't', description: 'publish only to this target (repeatable)', multiple: true}),
+    'dry-run': Flags.boolean({char: 'n', description: 'print the plan; change nothing anywhere'}),
+    force: Flags.boolean({description: 'overwrite files customized on a slave, keeping a backup of them in its state'}),
+    verify: Flags.boolean({description: 'compare every file on every slave instead of trusting the manifest (repairs missing files)'}),
+    'max-delete': Flags.integer({description: 'stop before deleting more than this many files on a target', min: 0}),
+    'break-lock': Flags.boolean({description: 'take over a target lock left by a publisher that is gone'}),
+    render: Flags.boolean({description: 'render the origin first (needs a render block); publish only if it succeeded'}),
+    verbose: Flags.boolean({char: 'v', description: 'list every path of the plan, however many'}),
+  }
+
+  async run(): Promise<void> {
+    const {flags} = this
+    const config = this.loadConfig()
+    if (flags.render || config.render?.beforePublish) await this.renderFirst(config)
+    const progress = createProgress(!flags.json)
+    const controller = new AbortController()
+    const stop = () => controller.abort()
+    process.once('SIGINT', stop)
+    process.once('SIGTERM', stop)
+    try {
+      const result = await publish(config, {
+        targets: flags.target,
+        dryRun: flags['dry-run'],
+        force: flags.force,
+        verify: flags.verify,
+        maxDelete: flags['max-delete'],
+        breakLock: flags['break-lock'],
+        signal: controller.signal,
+        onEvent: (event) => progress.onEvent(event),
+      })
+      progress.done()
+      process.exitCode = publishExitCode(result)
+      if (flags.json) {
+        this.printJson({ok: process.exitCode === 0, ...result})
+        return
+      }
+      for (const line of formatWarnings(result)) process.stderr.write(`${line}\n`)
+      const limit = flags.verbose ? Infinity : 200
+      for (const outcome of result.targets) {
+        if (outcome.plan) this.log(formatPlan(outcome.plan, limit))
+        else this.log(`${outcome.target}  ${outcome.url}\n  not planned: ${outcome.error?.message}`)
+      }
+      if (!result.dryRun) this.log(formatReport(result))
+      for (const outcome of result.targets.filter((o) => o.error)) {
+        process.stderr.write(`mirror: target ${outcome.target}: ${outcome.error!.message}${outcome.error!.suggestion ? `\n  ${outcome.error!.suggestion}` : ''}\n`)
+      }
+    } finally {
+      progress.done()
+      process.off('SIGINT', stop)
+      process.off('SIGTERM', stop)
+    }
+  }
+
+  private async renderFirst(config: ReturnType<BaseCommand<typeof Publish>['loadConfig']>): Promise<void> {
+    const {renderBeforePublish} = await import('../render/before-publish.js')
+    await renderBeforePublish(config, {json: this.flags.json})
+  }
+}

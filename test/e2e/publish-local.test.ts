@@ -1,0 +1,197 @@
+// End to end through bin/run.js with file:// slaves: what a user sees (exit codes, stdout,
+// stderr, --json) and what the slaves end up holding.
+
+import {existsSync} from 'node:fs'
+import * as fs from 'node:fs/promises'
+import {join} from 'node:path'
+
+import t from 'tap'
+
+import {runCli} from '../helpers/cli.js'
+import {readTree, sampleSite, tempDir, writeTree} from '../helpers/site.js'
+
+async function project(extraConfig = '') {
+  const dir = tempDir('mirror-e2e-')
+  await writeTree(join(dir, 'public'), sampleSite)
+  for (const s of ['img', 'www1', 'www2']) await fs.mkdir(join(dir, 'slaves', s), {recursive: true})
+  const config = `source: ./public
+targets:
+  img: file://${dir}/slaves/img
+  www1: file://${dir}/slaves/www1
+  www2: file://${dir}/slaves/www2
+segments:
+  - name: images
+    match: ["**/*.{png,jpg}"]
+    targets: [img]
+  - name: pages
+    match: ["**"]
+    targets: [www1, www2]
+protect: ["config.local.php"]
+${extraConfig}`
+  await fs.writeFile(join(dir, 'mirror.config.yaml'), config)
+  const slave = (name: string) => join(dir, 'slaves', name)
+  return {dir, slave, cli: (...args: string[]) => runCli(args, {cwd: dir})}
+}
+
+t.test('publish sends each segment to its targets and reports per target', async (t) => {
+  const p = await project()
+  const r = await p.cli('publish')
+  t.equal(r.code, 0, r.stderr)
+  t.same(Object.keys(await readTree(p.slave('img'))).sort(), ['img/logo.png', 'img/photo.jpg'])
+  const pages = await readTree(p.slave('www1'))
+  t.same(Object.keys(pages).sort(), ['about.html', 'css/site.css', 'index.html', 'news/2024/first.html'])
+  t.same(await readTree(p.slave('www2')), pages, 'both cache mirrors hold the same pages')
+  t.match(r.stdout, /www1: ok/)
+  t.match(r.stdout, /\+ new\s+index\.html/)
+  t.notOk(existsSync(join(p.slave('www1'), 'manifest.json')), 'no state inside the web root')
+})
+
+t.test('a second publish moves only the change and keeps the slave edit', async (t) => {
+  const p = await project()
+  t.equal((await p.cli('publish')).code, 0)
+  await fs.writeFile(join(p.slave('www2'), 'about.html'), '<html>edited on www2</html>')
+  await fs.writeFile(join(p.slave('www1'), 'local-only.txt'), 'mine')
+  await fs.writeFile(join(p.dir, 'public/index.html'), '<html>new home</html>')
+  await fs.writeFile(join(p.dir, 'public/about.html'), '<html>new about</html>')
+
+  const diff = await p.cli('diff')
+  t.equal(diff.code, 0)
+  t.match(diff.stdout, /! kept\s+about\.html\s+\(customized on the slave\)/)
+  t.equal(await fs.readFile(join(p.slave('www1'), 'index.html'), 'utf8'), sampleSite['index.html'], 'diff changed nothing')
+
+  const r = await p.cli('publish', '--json')
+  t.equal(r.code, 0, r.stderr)
+  const result = JSON.parse(r.stdout)
+  const www2 = result.targets.find((o: {target: string}) => o.target === 'www2')
+  t.equal(www2.report.sent, 1, 'only index.html sent to www2')
+  t.same(www2.report.kept, [{path: 'about.html', reason: 'customized on the slave'}])
+  t.equal(await fs.readFile(join(p.slave('www2'), 'about.html'), 'utf8'), '<html>edited on www2</html>', 'customization survives')
+  t.equal(await fs.readFile(join(p.slave('www1'), 'about.html'), 'utf8'), '<html>new about</html>')
+  t.equal(await fs.readFile(join(p.slave('www1'), 'local-only.txt'), 'utf8'), 'mine', 'slave-only file untouched')
+  const img = result.targets.find((o: {target: string}) => o.target === 'img')
+  t.same(img.plan.actions, [], 'nothing to do on the image host')
+
+  const noop = await p.cli('publish', '--json')
+  const again = JSON.parse(noop.stdout)
+  t.equal(again.hashed, 0, 'an unchanged tree is not read again')
+  t.same(again.targets.map((o: {report: {sent: number}}) => o.report.sent), [0, 0, 0])
+})
+
+t.test('--force overwrites a customization and keeps a backup in the state', async (t) => {
+  const p = await project()
+  await p.cli('publish')
+  await fs.writeFile(join(p.slave('www1'), 'about.html'), 'edited')
+  await fs.writeFile(join(p.dir, 'public/about.html'), 'from master')
+  const r = await p.cli('publish', '--force')
+  t.equal(r.code, 0, r.stderr)
+  t.equal(await fs.readFile(join(p.slave('www1'), 'about.html'), 'utf8'), 'from master')
+  const backups = join(p.dir, 'slaves/.mirror-state/www1/backups')
+  const [run] = await fs.readdir(backups)
+  t.equal(await fs.readFile(join(backups, run, 'about.html'), 'utf8'), 'edited', 'the slave version is recoverable')
+})
+
+t.test('deletes propagate, customized deletes are kept, --max-delete stops a runaway', async (t) => {
+  const p = await project()
+  await p.cli('publish')
+  await fs.rm(join(p.dir, 'public/news'), {recursive: true})
+  await fs.rm(join(p.dir, 'public/about.html'))
+  await fs.writeFile(join(p.slave('www2'), 'about.html'), 'customized')
+
+  const stopped = await p.cli('publish', '--max-delete', '1')
+  t.equal(stopped.code, 5, 'exit 5: a safety limit stopped it')
+  t.match(stopped.stderr, /target www1: 2 files to delete is more than --max-delete 1/)
+  t.ok(existsSync(join(p.slave('www1'), 'about.html')), 'nothing deleted')
+  t.match(stopped.stdout, /www2: about\.html \(customized on the slave, no longer published\)/, 'www2 was within the limit and reports the kept file')
+
+  const r = await p.cli('publish')
+  t.equal(r.code, 0, r.stderr)
+  t.notOk(existsSync(join(p.slave('www1'), 'news')), 'deleted, and the emptied directories with it')
+  t.notOk(existsSync(join(p.slave('www1'), 'about.html')))
+  t.equal(await fs.readFile(join(p.slave('www2'), 'about.html'), 'utf8'), 'customized', 'a customized file is not deleted')
+})
+
+t.test('an existing slave: identical files adopted, different ones are conflicts', async (t) => {
+  const p = await project()
+  await writeTree(p.slave('www1'), {'index.html': sampleSite['index.html'], 'about.html': 'someone else wrote this'})
+  const r = await p.cli('diff', '--target', 'www1')
+  t.match(r.stdout, /= adopted\s+index\.html/)
+  t.match(r.stdout, /! conflict\s+about\.html/)
+  t.notMatch(r.stdout, /www2/, '--target limits the plan')
+  await p.cli('publish')
+  t.equal(await fs.readFile(join(p.slave('www1'), 'about.html'), 'utf8'), 'someone else wrote this')
+})
+
+t.test('a held lock: exit 4 naming the holder; --break-lock takes it over', async (t) => {
+  const p = await project()
+  const state = join(p.dir, 'slaves/.mirror-state/www1')
+  await fs.mkdir(state, {recursive: true})
+  await fs.writeFile(join(state, 'lock'), JSON.stringify({host: 'otherhost', user: 'ann', pid: 4242, since: '2026-01-01T00:00:00Z', command: 'publish'}))
+  const r = await p.cli('publish', '--target', 'www1')
+  t.equal(r.code, 4)
+  t.match(r.stderr, /target www1: locked by ann@otherhost \(pid 4242, publish\)/)
+  t.match(r.stderr, /--break-lock/)
+  t.notOk(existsSync(join(p.slave('www1'), 'index.html')), 'nothing published under a held lock')
+  const broken = await p.cli('publish', '--target', 'www1', '--break-lock')
+  t.equal(broken.code, 0, broken.stderr)
+  t.notOk(existsSync(join(state, 'lock')), 'lock released after the publish')
+})
+
+t.test('one target failing does not stop the others: exit 3 (partial)', async (t) => {
+  const p = await project()
+  await fs.rm(p.slave('www2'), {recursive: true})
+  const r = await p.cli('publish')
+  t.equal(r.code, 3)
+  t.match(r.stderr, /target www2: root .* does not exist/)
+  t.ok(existsSync(join(p.slave('www1'), 'index.html')), 'www1 published')
+})
+
+t.test('bad config: every problem named by key, exit 2, nothing pushed', async (t) => {
+  const p = await project()
+  await fs.writeFile(
+    join(p.dir, 'mirror.config.yaml'),
+    `source: ./public
+targets:
+  a: file:///
+  b: ftp://host/x
+segments:
+  - name: pages
+    match: ["**"]
+    targets: [a, cache3]
+    colour: blue
+`,
+  )
+  const r = await p.cli('publish')
+  t.equal(r.code, 2)
+  t.match(r.stderr, /segments\[0\]: unknown key "colour"/)
+  const r2 = await (async () => {
+    await fs.writeFile(join(p.dir, 'mirror.config.yaml'), `source: ./public\ntargets:\n  a: file:///\n  b: ftp://host/x\nsegments:\n  - name: pages\n    match: ["**"]\n    targets: [a, cache3]\n`)
+    return p.cli('publish')
+  })()
+  t.equal(r2.code, 2)
+  t.match(r2.stderr, /targets\.a: a target root of "\/" would publish over the whole file system/)
+  t.match(r2.stderr, /targets\.b: unsupported scheme "ftp"/)
+  t.match(r2.stderr, /segments\[0\]\.targets\[1\]: no target named "cache3"/)
+})
+
+t.test('a file no segment matches is an error at plan time', async (t) => {
+  const p = await project()
+  const text = (await fs.readFile(join(p.dir, 'mirror.config.yaml'), 'utf8')).replace('match: ["**"]', 'match: ["**/*.html", "**/*.css"]')
+  await fs.writeFile(join(p.dir, 'mirror.config.yaml'), text)
+  await fs.writeFile(join(p.dir, 'public/robots.txt'), 'User-agent: *')
+  const r = await p.cli('publish')
+  t.equal(r.code, 2)
+  t.match(r.stderr, /1 file\(s\) match no segment:\n\s+"robots\.txt"/)
+  t.notOk(existsSync(join(p.slave('www1'), 'index.html')), 'nothing pushed')
+})
+
+t.test('init writes a config that loads', async (t) => {
+  const dir = tempDir()
+  const r = await runCli(['init', '--target', 'www=sftp://deploy@www.example.com/var/www/html', '--target', 'img=sftp://img-host/srv/img', '--images', 'img'], {cwd: dir})
+  t.equal(r.code, 0, r.stderr)
+  const text = await fs.readFile(join(dir, 'mirror.config.yaml'), 'utf8')
+  t.match(text, /www: sftp:\/\/deploy@www\.example\.com\/var\/www\/html/)
+  t.match(text, /mime: \["image\/\*"\]/)
+  const again = await runCli(['init'], {cwd: dir})
+  t.equal(again.code, 2, 'does not overwrite without --force')
+  t.match(again.stderr, /already exists/)
+})
