@@ -81,7 +81,7 @@ export async function executePlan(target: Target, plan: TargetPlan, options: Exe
     manifest.generation = options.base.generation + 1
     manifest.publishedAt = new Date().toISOString()
     manifest.publisher = options.publisher
-    if (!final) manifest.publishedAt += ' (in progress)'
+    manifest.complete = final
     const data = serializeManifest(manifest)
     await target.writeState('manifest.json', data)
     await options.onManifestWritten?.(data)
@@ -167,7 +167,7 @@ export async function executePlan(target: Target, plan: TargetPlan, options: Exe
   }
 
   await flushing
-  if (dirty || plan.actions.length > 0 || manifest.generation === 0) {
+  if (dirty || plan.actions.length > 0 || manifest.generation === 0 || !options.base.complete) {
     try {
       await flush(true)
     } catch (error) {

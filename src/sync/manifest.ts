@@ -20,6 +20,12 @@ export interface Manifest {
   generation: number
   publishedAt: string
   publisher: string
+  /**
+   * False while a publish is under way (the manifest is rewritten as files land). A publish
+   * that finds it false knows the last one was interrupted, and lists the slave in full to
+   * adopt what landed and clean up temporary files.
+   */
+  complete: boolean
   files: Map<string, ManifestRecord>
 }
 
@@ -32,7 +38,7 @@ function checksumOf(filesJson: string): string {
 }
 
 export function emptyManifest(target: string): Manifest {
-  return {target, generation: 0, publishedAt: '', publisher: '', files: new Map()}
+  return {target, generation: 0, publishedAt: '', publisher: '', complete: true, files: new Map()}
 }
 
 export function serializeManifest(manifest: Manifest): Buffer {
@@ -48,6 +54,7 @@ export function serializeManifest(manifest: Manifest): Buffer {
     generation: manifest.generation,
     publishedAt: manifest.publishedAt,
     publisher: manifest.publisher,
+    complete: manifest.complete,
     checksum: checksumOf(files),
   })
   // Written by hand so the checksum covers exactly the bytes of "files" as stored.
@@ -62,7 +69,7 @@ export function parseManifest(data: Buffer, target: string): Manifest {
       suggestion: 'The next publish rebuilds it from what is really on the slave (as with --verify).',
     })
   const text = data.toString('utf8')
-  let parsed: {format?: number; target?: string; generation?: number; publishedAt?: string; publisher?: string; checksum?: string; files?: Record<string, Row>}
+  let parsed: {format?: number; target?: string; generation?: number; publishedAt?: string; publisher?: string; complete?: boolean; checksum?: string; files?: Record<string, Row>}
   try {
     parsed = JSON.parse(text)
   } catch {
@@ -82,6 +89,7 @@ export function parseManifest(data: Buffer, target: string): Manifest {
     generation: parsed.generation ?? 0,
     publishedAt: parsed.publishedAt ?? '',
     publisher: parsed.publisher ?? '',
+    complete: parsed.complete !== false,
     files,
   }
 }

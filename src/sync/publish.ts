@@ -13,7 +13,7 @@ import type {Config} from '../config/load.js'
 import {MirrorError, toMirrorError, withContext} from '../errors.js'
 import {createTarget} from '../targets/index.js'
 import {isTempName} from '../targets/paths.js'
-import type {Target} from '../targets/target.js'
+import type {LockOwner, Target} from '../targets/target.js'
 import type {PublishEvent} from './events.js'
 import {executePlan, type TargetReport} from './executor.js'
 import {emptyManifest, type Manifest} from './manifest.js'
@@ -126,14 +126,14 @@ export async function publish(config: Config, options: PublishOptions = {}): Pro
           emit({type: 'target-connecting', target: target.name})
           if (!reused) await target.connect()
           if (!options.dryRun) {
-            await target.lock(lockOwner(), options.breakLock)
+            await takeLock(target, options.breakLock)
             locked = true
           }
           const cacheDir = join(config.stateDir, 'targets')
           const loaded = await loadManifest(target, targetConfig, cacheDir)
           const base = loaded.manifest
-          // No trusted manifest (first publish, or a damaged one): look at everything.
-          const listed = Boolean(options.verify) || base === null
+          // No trusted manifest (first publish, a damaged one, an interrupted publish): look at everything.
+          const listed = Boolean(options.verify) || base === null || !base.complete
           const entries = routed.get(target.name)!
           const planBase = base && scope ? {...base, files: new Map([...base.files].filter(([p]) => scope(p, entries)))} : base
           const slave = await probeSlave(target, entries, planBase, protect, listed, !options.dryRun)
@@ -192,8 +192,38 @@ function scopeMatcher(config: Config, only: readonly string[]) {
   return (targetPath: string, entries: Map<string, RoutedEntry>) => inScope.has(targetPath) || entries.has(targetPath)
 }
 
-function lockOwner() {
+function lockOwner(): LockOwner {
   return {host: hostname(), user: userInfo().username, pid: process.pid, since: new Date().toISOString(), command: process.argv.slice(2).join(' ') || 'mirror'}
+}
+
+/**
+ * Takes the target's lock. A lock left by a publisher on this same host whose process is gone
+ * (killed, crashed) is stale beyond doubt and is taken over; any other lock is respected.
+ */
+async function takeLock(target: Target, breakLock = false): Promise<void> {
+  try {
+    await target.lock(lockOwner(), breakLock)
+  } catch (error) {
+    if ((error as MirrorError).code !== 'LOCKED') throw error
+    const holder = await target
+      .readState('lock')
+      .then((data) => (data ? (JSON.parse(data.toString()) as LockOwner) : undefined))
+      .catch(() => undefined)
+    if (!holder || holder.host !== hostname() || holder.pid === process.pid || processAlive(holder.pid)) throw error
+    await target.lock(lockOwner(), true)
+    // Two publishers may have found the same stale lock: only the one whose lock stands goes on.
+    const now = await target.readState('lock').then((data) => (data ? (JSON.parse(data.toString()) as LockOwner) : undefined)).catch(() => undefined)
+    if (now?.pid !== process.pid) throw error
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM'
+  }
 }
 
 /**

@@ -11,7 +11,7 @@ function entry(path: string, hash: string, size = 10, mode = 0o644): RoutedEntry
 }
 const rec = (hash: string, size = 10, mode = 0o644): ManifestRecord => ({hash, size, mtimeMs: T0, mode})
 const file = (size: number, mtimeMs = T0, hash?: string): SlaveFile => ({type: 'file', size, mtimeMs, mode: 0o644, ...(hash && {hash})})
-const manifest = (files: Record<string, ManifestRecord>): Manifest => ({target: 'x', generation: 3, publishedAt: '', publisher: '', files: new Map(Object.entries(files))})
+const manifest = (files: Record<string, ManifestRecord>): Manifest => ({target: 'x', generation: 3, publishedAt: '', publisher: '', complete: true, files: new Map(Object.entries(files))})
 const entries = (...list: RoutedEntry[]) => new Map(list.map((e) => [e.path, e]))
 
 function plan(opts: {entries: Map<string, RoutedEntry>; base: Manifest | null; slave?: Record<string, SlaveFile | null>; listed?: boolean; force?: boolean; protect?: string[]}) {
