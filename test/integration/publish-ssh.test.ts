@@ -1,0 +1,102 @@
+// Publishing to real OpenSSH slaves on loopback through the CLI: segments to their hosts,
+// customizations kept, a clean noop that does not list the slaves, a slave that is down.
+
+import {existsSync} from 'node:fs'
+import * as fs from 'node:fs/promises'
+import {join} from 'node:path'
+
+import t from 'tap'
+
+import {runCli} from '../helpers/cli.js'
+import {readTree, sampleSite, tempDir, writeTree} from '../helpers/site.js'
+import {sshdFor, type Sshd} from '../helpers/sshd.js'
+
+async function sshProject(t: Parameters<Parameters<typeof t.test>[1]>[0]) {
+  const dir = tempDir('mirror-ssh-')
+  const names = ['img', 'cache1', 'cache2'] as const
+  const slaves = {} as Record<(typeof names)[number], Sshd>
+  for (const name of names) slaves[name] = await sshdFor(t, {alias: `slave-${name}`})
+  // One ssh_config naming all three hosts, as a user's ~/.ssh/config would.
+  const sshConfig = join(dir, 'ssh_config')
+  await fs.writeFile(sshConfig, (await Promise.all(names.map((n) => fs.readFile(slaves[n].sshConfigFile, 'utf8')))).join('\n'))
+  for (const name of names) await fs.mkdir(join(dir, 'roots', name), {recursive: true})
+  await writeTree(join(dir, 'public'), sampleSite)
+  const root = (name: string) => join(dir, 'roots', name)
+  await fs.writeFile(
+    join(dir, 'mirror.config.yaml'),
+    `source: ./public
+ssh:
+  config: ./ssh_config
+targets:
+  img: {url: "sftp://slave-img${root('img')}", state: "${dir}/state/img"}
+  cache1: {url: "sftp://slave-cache1${root('cache1')}", state: "${dir}/state/cache1", timeout: 5}
+  cache2: {url: "sftp://slave-cache2${root('cache2')}", state: "${dir}/state/cache2", timeout: 5}
+segments:
+  - name: images
+    mime: ["image/*"]
+    targets: [img]
+  - name: pages
+    match: ["**"]
+    targets: [cache1, cache2]
+`,
+  )
+  return {dir, slaves, root, cli: (...args: string[]) => runCli(args, {cwd: dir})}
+}
+
+t.test('publish over SSH: segments, customizations kept, only changes moved', async (t) => {
+  const p = await sshProject(t)
+  const first = await p.cli('publish')
+  t.equal(first.code, 0, first.stderr)
+  t.same(Object.keys(await readTree(p.root('img'))).sort(), ['img/logo.png', 'img/photo.jpg'])
+  const pages = await readTree(p.root('cache1'))
+  t.same(Object.keys(pages).sort(), ['about.html', 'css/site.css', 'index.html', 'news/2024/first.html'])
+  t.same(await readTree(p.root('cache2')), pages)
+  t.ok(existsSync(join(p.dir, 'state/cache1/manifest.json')), 'manifest in the configured state place')
+  const mtime = (await fs.stat(join(p.dir, 'public/index.html'))).mtimeMs
+  t.equal(Math.floor((await fs.stat(join(p.root('cache1'), 'index.html'))).mtimeMs / 1000), Math.floor(mtime / 1000), 'mtime kept')
+
+  await fs.writeFile(join(p.root('cache2'), 'about.html'), 'hand-edited on cache2')
+  await fs.writeFile(join(p.dir, 'public/about.html'), 'new about')
+  await fs.writeFile(join(p.dir, 'public/img/new.png'), 'new image')
+  const second = await p.cli('publish', '--json')
+  t.equal(second.code, 0, second.stderr)
+  const outcomes = JSON.parse(second.stdout).targets as Array<{target: string; report: {sent: number; kept: unknown[]}}>
+  const by = Object.fromEntries(outcomes.map((o) => [o.target, o.report]))
+  t.equal(by.img.sent, 1, 'img: only the new image')
+  t.equal(by.cache1.sent, 1, 'cache1: only about.html')
+  t.equal(by.cache2.sent, 0, 'cache2: nothing, its edit is kept')
+  t.same(by.cache2.kept, [{path: 'about.html', reason: 'customized on the slave'}])
+  t.equal(await fs.readFile(join(p.root('cache2'), 'about.html'), 'utf8'), 'hand-edited on cache2')
+  t.equal(await fs.readFile(join(p.root('cache1'), 'about.html'), 'utf8'), 'new about')
+
+  // A clean noop trusts the manifest and does not list the slave: a file deleted by hand on the
+  // slave is only noticed (and repaired) by --verify.
+  await fs.rm(join(p.root('cache1'), 'css/site.css'))
+  const noop = await p.cli('publish', '--json')
+  t.same(JSON.parse(noop.stdout).targets.map((o: {report: {sent: number}}) => o.report.sent), [0, 0, 0], 'noop sends nothing')
+  t.notOk(existsSync(join(p.root('cache1'), 'css/site.css')))
+  const verify = await p.cli('publish', '--verify')
+  t.equal(verify.code, 0, verify.stderr)
+  t.match(verify.stdout, /\* repaired\s+css\/site\.css/)
+  t.equal(await fs.readFile(join(p.root('cache1'), 'css/site.css'), 'utf8'), sampleSite['css/site.css'])
+})
+
+t.test('a slave that is down does not stop the others; the next publish catches it up', async (t) => {
+  const p = await sshProject(t)
+  await p.slaves.cache2.stop()
+  const r = await p.cli('publish')
+  t.equal(r.code, 3, 'partial')
+  t.match(r.stderr, /target cache2: /)
+  t.ok(existsSync(join(p.root('cache1'), 'index.html')), 'cache1 published')
+  t.ok(existsSync(join(p.root('img'), 'img/logo.png')), 'img published')
+})
+
+t.test('an unknown host key is refused with its fingerprint; nothing is sent', async (t) => {
+  const p = await sshProject(t)
+  await fs.writeFile(p.slaves.cache1.knownHostsFile, '')
+  const r = await p.cli('publish', '--target', 'cache1')
+  t.equal(r.code, 1)
+  t.match(r.stderr, /target cache1: host \[127\.0\.0\.1\]:\d+ is not in known_hosts/)
+  t.match(r.stderr, /SHA256:[A-Za-z0-9+/]+/)
+  t.same(await fs.readdir(p.root('cache1')), [], 'nothing written')
+})
