@@ -1,0 +1,172 @@
+// rsync-style delta without rsync on the slave. The master keeps block signatures of what it
+// published (keyed by content hash, so all targets share them); for a changed large file it
+// computes, against the old version's signature, which byte ranges can be copied from the
+// slave's old file (SFTP `copy-data`) and which new bytes must be sent. Pure computation.
+
+import {createHash} from 'node:crypto'
+
+/** Files smaller than this are sent whole: a delta would not save a round trip's worth. */
+export const DELTA_MIN_SIZE = 1 << 20
+
+export interface Signature {
+  blockSize: number
+  /** Size of the file the signature describes. */
+  size: number
+  /** Per block: the rolling (weak) checksum. */
+  weak: Uint32Array
+  /** Per block: the first 16 bytes of its SHA-256, hex. */
+  strong: string[]
+}
+
+/** One step of rebuilding the new file: copy a range of the old file, or write new bytes. */
+export type DeltaOp = {kind: 'copy'; from: number; length: number} | {kind: 'data'; offset: number; length: number}
+
+export interface Delta {
+  ops: DeltaOp[]
+  /** New bytes to send (the sum of data ops). */
+  literalBytes: number
+}
+
+/** With no matching block in this many leading bytes, the file is taken as rewritten and sent whole. */
+const GIVE_UP_AFTER = 8 << 20
+
+/** About sqrt(size), rounded to 1 KiB, within [2 KiB, 128 KiB], as rsync sizes its blocks. */
+export function blockSizeFor(size: number): number {
+  const root = Math.sqrt(size)
+  return Math.min(128 * 1024, Math.max(2048, Math.round(root / 1024) * 1024))
+}
+
+const MOD = 65521
+
+/** The weak checksum of a window: rsync's Adler-style pair, packed into 32 bits. */
+function weakOf(buf: Uint8Array, start: number, end: number): {a: number; b: number} {
+  let a = 0
+  let b = 0
+  const len = end - start
+  for (let i = start; i < end; i++) {
+    a = (a + buf[i]) % MOD
+    b = (b + (len - (i - start)) * buf[i]) % MOD
+  }
+  return {a, b}
+}
+
+const pack = (a: number, b: number) => ((b << 16) | a) >>> 0
+
+function strongOf(buf: Uint8Array, start: number, end: number): string {
+  return createHash('sha256').update(buf.subarray(start, end)).digest('hex').slice(0, 32)
+}
+
+export function computeSignature(data: Uint8Array): Signature {
+  const blockSize = blockSizeFor(data.length)
+  const count = Math.ceil(data.length / blockSize)
+  const weak = new Uint32Array(count)
+  const strong: string[] = new Array(count)
+  for (let i = 0; i < count; i++) {
+    const start = i * blockSize
+    const end = Math.min(data.length, start + blockSize)
+    const {a, b} = weakOf(data, start, end)
+    weak[i] = pack(a, b)
+    strong[i] = strongOf(data, start, end)
+  }
+  return {blockSize, size: data.length, weak, strong}
+}
+
+/**
+ * Which parts of `data` can be copied from the old file that `signature` describes. Only full
+ * blocks are matched (the old file's short last block is matched only at the end of `data`).
+ */
+export function computeDelta(signature: Signature, data: Uint8Array): Delta {
+  const {blockSize, weak, strong} = signature
+  const lastBlock = weak.length - 1
+  const lastBlockSize = signature.size - lastBlock * blockSize
+  const index = new Map<number, number[]>()
+  for (let i = 0; i < weak.length; i++) {
+    if (i === lastBlock && lastBlockSize !== blockSize) continue
+    const list = index.get(weak[i])
+    if (list) list.push(i)
+    else index.set(weak[i], [i])
+  }
+
+  const ops: DeltaOp[] = []
+  let literalStart = 0
+  let literalBytes = 0
+  const pushLiteral = (end: number) => {
+    if (end > literalStart) {
+      ops.push({kind: 'data', offset: literalStart, length: end - literalStart})
+      literalBytes += end - literalStart
+    }
+  }
+  const pushCopy = (block: number, length: number) => {
+    const from = block * blockSize
+    const prev = ops[ops.length - 1]
+    if (prev?.kind === 'copy' && prev.from + prev.length === from) prev.length += length
+    else ops.push({kind: 'copy', from, length})
+  }
+
+  let pos = 0
+  const n = data.length
+  if (n >= blockSize && index.size > 0) {
+    let {a, b} = weakOf(data, 0, blockSize)
+    while (pos + blockSize <= n) {
+      const candidates = index.get(pack(a, b))
+      let matched = -1
+      if (candidates) {
+        const s = strongOf(data, pos, pos + blockSize)
+        matched = candidates.find((c) => strong[c] === s) ?? -1
+      }
+      if (matched >= 0) {
+        pushLiteral(pos)
+        pushCopy(matched, blockSize)
+        pos += blockSize
+        literalStart = pos
+        if (pos + blockSize <= n) ({a, b} = weakOf(data, pos, pos + blockSize))
+        continue
+      }
+      if (literalStart === 0 && pos > GIVE_UP_AFTER) return {ops: [{kind: 'data', offset: 0, length: n}], literalBytes: n}
+      // Roll the window one byte forward.
+      const out = data[pos]
+      if (pos + blockSize < n) {
+        const incoming = data[pos + blockSize]
+        a = (a - out + incoming + MOD) % MOD
+        b = (b - ((blockSize * out) % MOD) + a + MOD) % MOD
+      }
+      pos++
+    }
+  }
+  // The old file's short last block can still match the very end of the new file.
+  if (lastBlockSize !== blockSize && lastBlockSize > 0 && n - literalStart >= lastBlockSize) {
+    const start = n - lastBlockSize
+    if (strongOf(data, start, n) === strong[lastBlock]) {
+      pushLiteral(start)
+      pushCopy(lastBlock, lastBlockSize)
+      literalStart = n
+    }
+  }
+  pushLiteral(n)
+  return {ops, literalBytes}
+}
+
+/** Rebuilds the new file from the old one and a delta: what the slave does, for tests. */
+export function applyDelta(old: Uint8Array, data: Uint8Array, delta: Delta): Buffer {
+  return Buffer.concat(
+    delta.ops.map((op) => (op.kind === 'copy' ? old.subarray(op.from, op.from + op.length) : data.subarray(op.offset, op.offset + op.length))),
+  )
+}
+
+export function serializeSignature(signature: Signature): Buffer {
+  const head = Buffer.from(JSON.stringify({blockSize: signature.blockSize, size: signature.size, strong: signature.strong}))
+  const weak = Buffer.from(signature.weak.buffer, signature.weak.byteOffset, signature.weak.byteLength)
+  const len = Buffer.alloc(4)
+  len.writeUInt32LE(head.length)
+  return Buffer.concat([len, head, weak])
+}
+
+export function parseSignature(data: Buffer): Signature {
+  const headLength = data.readUInt32LE(0)
+  const head = JSON.parse(data.subarray(4, 4 + headLength).toString()) as {blockSize: number; size: number; strong: string[]}
+  const weakBytes = data.subarray(4 + headLength)
+  const weak = new Uint32Array(weakBytes.length / 4)
+  for (let i = 0; i < weak.length; i++) weak[i] = weakBytes.readUInt32LE(i * 4)
+  if (weak.length !== head.strong.length) throw new Error('damaged signature')
+  return {blockSize: head.blockSize, size: head.size, weak, strong: head.strong}
+}

@@ -1,0 +1,45 @@
+import {randomBytes} from 'node:crypto'
+
+import t from 'tap'
+
+import {applyDelta, computeDelta, computeSignature, parseSignature, serializeSignature} from '../../../src/sync/delta.js'
+
+// A deterministic pseudo-random buffer, so failures reproduce.
+function bytes(size: number, seed = 1): Buffer {
+  const out = Buffer.alloc(size)
+  let x = seed
+  for (let i = 0; i < size; i++) {
+    x = (Math.imul(x, 1103515245) + 12345) >>> 0
+    out[i] = x >>> 24
+  }
+  return out
+}
+
+t.test('4 KiB inserted in the middle of a 3 MB file: only about that much is sent', async (t) => {
+  const old = bytes(3_000_000)
+  const insert = randomBytes(4096)
+  const next = Buffer.concat([old.subarray(0, 1_500_000), insert, old.subarray(1_500_000)])
+  const sig = parseSignature(serializeSignature(computeSignature(old)))
+  const delta = computeDelta(sig, next)
+  t.ok(delta.literalBytes < 4096 + 2 * sig.blockSize, `literal bytes ${delta.literalBytes} (block ${sig.blockSize})`)
+  t.ok(applyDelta(old, next, delta).equals(next), 'the rebuilt file is exactly the new one')
+})
+
+t.test('appending, truncating, and an unchanged file rebuild exactly', async (t) => {
+  const old = bytes(1_234_567, 7)
+  for (const next of [Buffer.concat([old, bytes(10_000, 3)]), old.subarray(0, 800_001), old, Buffer.concat([bytes(5, 9), old])]) {
+    const delta = computeDelta(computeSignature(old), next)
+    t.ok(applyDelta(old, next, delta).equals(next))
+  }
+  const same = computeDelta(computeSignature(old), old)
+  t.equal(same.literalBytes, 0, 'an unchanged file sends nothing')
+  t.equal(same.ops.length, 1, 'one copy of the whole file')
+})
+
+t.test('a completely different file is sent whole', async (t) => {
+  const old = bytes(500_000, 1)
+  const next = bytes(500_000, 2)
+  const delta = computeDelta(computeSignature(old), next)
+  t.equal(delta.literalBytes, next.length)
+  t.ok(applyDelta(old, next, delta).equals(next))
+})
