@@ -2,6 +2,8 @@
 // before the pages that reference them, deletes only after every upload landed, the manifest
 // written as files land so that an interrupted publish resumes where it stopped.
 
+import * as fs from 'node:fs/promises'
+
 import pLimit from 'p-limit'
 
 import {MirrorError, withContext} from '../errors.js'
@@ -11,6 +13,8 @@ import type {PublishEvent} from './events.js'
 import {serializeManifest, type Manifest} from './manifest.js'
 import type {Action, TargetPlan} from './plan.js'
 import {recordAfter} from './planner.js'
+import {computeDelta, DELTA_MIN_SIZE} from './delta.js'
+import type {SignatureStore} from './signatures.js'
 
 export interface ExecuteOptions {
   /** The manifest the plan was made against (a copy is updated and written as files land). */
@@ -22,6 +26,8 @@ export interface ExecuteOptions {
   publisher: string
   signal?: AbortSignal
   onEvent?: (event: PublishEvent) => void
+  /** Block signatures of large published files; enables delta transfer where the target can. */
+  signatures?: SignatureStore
   /** Called after each successful manifest write with the bytes written. */
   onManifestWritten?: (data: Buffer) => Promise<void>
 }
@@ -32,7 +38,10 @@ export interface TargetReport {
   ok: boolean
   /** Files sent (add, update, repair). */
   sent: number
+  /** Bytes sent: whole files, or only the new bytes of a delta. */
   bytes: number
+  /** Files rebuilt on the slave from their old blocks plus new bytes. */
+  deltas: number
   deleted: number
   adopted: number
   /** Customizations and conflicts left alone on the slave. */
@@ -58,6 +67,7 @@ export async function executePlan(target: Target, plan: TargetPlan, options: Exe
     ok: true,
     sent: 0,
     bytes: 0,
+    deltas: 0,
     deleted: 0,
     adopted: 0,
     kept: [],
@@ -124,12 +134,13 @@ export async function executePlan(target: Target, plan: TargetPlan, options: Exe
         attempt(action, async () => {
           const source = action.source!
           if (action.backup) await target.backup(action.path, options.backupId)
-          await target.put(source.abs, action.path, {mode: source.mode, mtimeMs: source.mtimeMs})
+          const sent = await send(target, action, options.signatures)
           apply(action)
           dirty = true
           report.sent++
-          report.bytes += source.size
-          emit({type: 'file-done', target: target.name, path: action.path, kind: action.kind, bytes: source.size})
+          report.bytes += sent.bytes
+          if (sent.delta) report.deltas++
+          emit({type: 'file-done', target: target.name, path: action.path, kind: action.kind, bytes: sent.bytes})
           maybeFlush()
         }),
       ),
@@ -183,6 +194,37 @@ export async function executePlan(target: Target, plan: TargetPlan, options: Exe
   }
   report.durationMs = Date.now() - started
   return report
+}
+
+/** Files larger than this are always sent whole: a delta needs the new file in memory. */
+const DELTA_MAX_SIZE = 512 << 20
+
+/**
+ * Sends one file: as a delta against the slave's current version when the target can copy
+ * ranges server-side and the master has that version's signature, else whole. Large files
+ * leave their signature behind for the next change.
+ */
+async function send(target: Target, action: Action, signatures: SignatureStore | undefined): Promise<{bytes: number; delta: boolean}> {
+  const source = action.source!
+  const options = {mode: source.mode, mtimeMs: source.mtimeMs}
+  const large = signatures && source.size >= DELTA_MIN_SIZE && source.size <= DELTA_MAX_SIZE
+  if (!large) {
+    await target.put(source.abs, action.path, options)
+    return {bytes: source.size, delta: false}
+  }
+  const data = await fs.readFile(source.abs)
+  const base = action.kind === 'update' && action.baseHash && !action.backup && target.patch && target.capabilities.copyData ? await signatures.get(action.baseHash) : undefined
+  let result = {bytes: source.size, delta: false}
+  const delta = base ? computeDelta(base, data) : undefined
+  // A delta that saves less than a fifth is not worth the extra requests.
+  if (delta && delta.literalBytes < source.size * 0.8) {
+    await target.patch!(source.abs, action.path, delta.ops, options)
+    result = {bytes: delta.literalBytes, delta: true}
+  } else {
+    await target.put(source.abs, action.path, options)
+  }
+  await signatures.remember(source.hash, data)
+  return result
 }
 
 /**

@@ -26,6 +26,8 @@ export interface Action {
   backup?: boolean
   /** Why, for the itemized output: e.g. "customized on the slave". */
   reason?: string
+  /** For update: the content hash the slave has now (what was published), the base of a delta. */
+  baseHash?: string
   /** For adopt: what the slave has, so the manifest records its real size and mtime. */
   slave?: {size: number; mtimeMs: number; mode: number}
 }

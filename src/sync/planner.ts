@@ -88,14 +88,14 @@ export function planTarget(input: PlanInput): TargetPlan {
     if (record) {
       const sourceChanged = !sameContent(record, source)
       if (now === undefined) {
-        if (sourceChanged) actions.push({kind: 'update', path, source})
+        if (sourceChanged) actions.push({kind: 'update', path, source, baseHash: record.hash})
         else unchanged++
       } else if (now === null) {
         actions.push({kind: 'repair', path, source, reason: 'missing on the slave'})
       } else if (now.type !== 'file') {
         actions.push({kind: 'keep', path, source, reason: describeNonFile(now)})
       } else if (slaveIsAsPublished(now, record)) {
-        if (sourceChanged) actions.push({kind: 'update', path, source})
+        if (sourceChanged) actions.push({kind: 'update', path, source, baseHash: record.hash})
         else unchanged++
       } else if (now.hash === source.hash) {
         // The slave already has the new content (an interrupted run, or the same edit made there).

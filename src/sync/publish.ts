@@ -21,6 +21,7 @@ import {loadManifest, saveManifestCopy} from './manifest-cache.js'
 import type {RoutedEntry, TargetPlan} from './plan.js'
 import {needsHash, pathsToProbe, planTarget, type SlaveFile} from './planner.js'
 import {scanSource, type ScanWarning} from './scan.js'
+import {SignatureStore} from './signatures.js'
 import {createRouter} from './segments.js'
 
 export interface PublishOptions {
@@ -114,6 +115,7 @@ export async function publish(config: Config, options: PublishOptions = {}): Pro
   const scope = options.only ? scopeMatcher(config, options.only) : undefined
 
   const limit = pLimit(config.publish.parallel)
+  const signatures = new SignatureStore(join(config.stateDir, 'signatures'))
   const backupId = new Date().toISOString().replace(/[:.]/g, '-')
   const outcomes = await Promise.all(
     selected.map((targetConfig) =>
@@ -148,6 +150,7 @@ export async function publish(config: Config, options: PublishOptions = {}): Pro
             publisher: publisherName(),
             signal: options.signal,
             onEvent: options.onEvent,
+            signatures,
             onManifestWritten: (data) => saveManifestCopy(target, targetConfig, cacheDir, data),
           })
           if (!outcome.report.ok) outcome.error = outcome.report.error

@@ -3,6 +3,8 @@
 // Paths given to a target are POSIX paths relative to its root, already checked by
 // `checkRelativePath`; the target still refuses any write that would leave the root.
 
+import type {DeltaOp} from '../sync/delta.js'
+
 /** What a target found at a path. Symlinks are reported as such, never followed. */
 export interface RemoteStat {
   type: 'file' | 'dir' | 'symlink' | 'other'
@@ -82,6 +84,15 @@ export interface Target {
    * PERMISSION_DENIED or CONNECTION_LOST with the target and path.
    */
   put(localPath: string, path: string, options: PutOptions): Promise<void>
+
+  /**
+   * Present when `capabilities.copyData`: rebuilds the file at `path` from its current content
+   * plus new bytes, as `put` would write it (temporary name, mode and mtime, rename; never
+   * through a symlink). `copy` ops copy byte ranges of the file now at `path` on the slave
+   * itself; `data` ops write byte ranges of `localPath`. The caller guarantees the slave's file
+   * is the one the delta was computed against.
+   */
+  patch?(localPath: string, path: string, ops: readonly DeltaOp[], options: PutOptions): Promise<void>
 
   /**
    * Deletes the file at `path` (a symlink itself, never its target). A missing file is not an

@@ -1,0 +1,35 @@
+// The master's store of block signatures for large published files, keyed by content hash (so
+// every target that got the same version shares one). A delta for a changed file is computed
+// against the signature of the version the slave has.
+
+import * as fs from 'node:fs/promises'
+import {join} from 'node:path'
+
+import {computeSignature, parseSignature, serializeSignature, type Signature} from './delta.js'
+
+export class SignatureStore {
+  constructor(private readonly dir: string) {}
+
+  private file(hash: string): string {
+    return join(this.dir, `${hash}.sig`)
+  }
+
+  async get(hash: string): Promise<Signature | undefined> {
+    try {
+      return parseSignature(await fs.readFile(this.file(hash)))
+    } catch {
+      // Missing or damaged: the file is simply sent whole.
+      return undefined
+    }
+  }
+
+  /** Records the signature of `data` (whose SHA-256 is `hash`) unless it is already known. */
+  async remember(hash: string, data: Uint8Array): Promise<void> {
+    const file = this.file(hash)
+    if (await fs.stat(file).then(() => true, () => false)) return
+    await fs.mkdir(this.dir, {recursive: true})
+    const temp = `${file}.${process.pid}.tmp`
+    await fs.writeFile(temp, serializeSignature(computeSignature(data)))
+    await fs.rename(temp, file)
+  }
+}
