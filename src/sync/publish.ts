@@ -7,7 +7,6 @@ import {hostname, userInfo} from 'node:os'
 import {join} from 'node:path'
 
 import pLimit from 'p-limit'
-import picomatch from 'picomatch'
 
 import type {Config} from '../config/load.js'
 import {MirrorError, toMirrorError, withContext} from '../errors.js'
@@ -20,6 +19,7 @@ import {emptyManifest, type Manifest} from './manifest.js'
 import {loadManifest, saveManifestCopy} from './manifest-cache.js'
 import type {RoutedEntry, TargetPlan} from './plan.js'
 import {needsHash, pathsToProbe, planTarget, type SlaveFile} from './planner.js'
+import {compileGlobs} from './globs.js'
 import {scanSource, type ScanWarning} from './scan.js'
 import {SignatureStore} from './signatures.js'
 import {createRouter} from './segments.js'
@@ -111,7 +111,7 @@ export async function publish(config: Config, options: PublishOptions = {}): Pro
   })
   emit({type: 'scan-done', files: scan.entries.length, hashed: scan.hashed, durationMs: Date.now() - started})
   const routed = routeEntries(config, scan.entries)
-  const protect = config.protect.length > 0 ? picomatch(config.protect, {dot: true}) : () => false
+  const protect = compileGlobs(config.protect)
   const scope = options.only ? scopeMatcher(config, options.only) : undefined
 
   const limit = pLimit(config.publish.parallel)

@@ -1,16 +1,17 @@
 // Scans the source tree into entries with content hashes. Hashes are cached on the master
 // (keyed by path, size, mtime and inode) so an unchanged tree is stat'ed, never read again.
-// Decides nothing about targets: that is the planner's job.
+// Decides nothing about targets: that is the planner's job. The walk is our own readdir, not
+// fast-glob: fast-glob's `**` silently drops names that contain a newline.
 
 import {createHash} from 'node:crypto'
 import {createReadStream, type Stats} from 'node:fs'
 import * as fs from 'node:fs/promises'
 import {join, relative, sep} from 'node:path'
 
-import fg from 'fast-glob'
 import pLimit from 'p-limit'
 
 import {MirrorError} from '../errors.js'
+import {compileGlobs, type Matcher} from './globs.js'
 
 export interface SourceEntry {
   /** POSIX path relative to the source root. */
@@ -63,35 +64,21 @@ export async function scanSource(root: string, options: ScanOptions): Promise<Sc
   const cache = options.cacheFile ? await readCache(options.cacheFile) : new Map<string, CacheRow>()
   const warnings: ScanWarning[] = []
 
+  const excluded = compileGlobs(options.exclude)
   const found: Array<{path: string; stats: Stats}> = []
   if (options.only) {
     await Promise.all(
       options.only.map(async (path) => {
         const stats = await fs.lstat(join(root, path)).catch(() => null)
-        if (stats) found.push({path, stats})
+        if (stats && !excluded(path)) found.push({path, stats})
       }),
     )
   } else {
-    const stream = fg.stream('**', {
-      cwd: root,
-      dot: true,
-      onlyFiles: false,
-      followSymbolicLinks: false,
-      stats: true,
-      ignore: [...options.exclude],
-      unique: true,
-    }) as AsyncIterable<{path: string; stats: Stats}>
-    for await (const entry of stream) found.push({path: entry.path, stats: entry.stats})
+    await walk(root, '', excluded, found, warnings)
   }
 
-  const excluded = options.only && options.exclude.length > 0 ? (await import('picomatch')).default([...options.exclude], {dot: true}) : undefined
   const files: Array<{path: string; abs: string; stats: Stats}> = []
   for (const {path, stats} of found) {
-    if (excluded?.(path)) continue
-    if (path.includes('\uFFFD')) {
-      warnings.push({path, message: 'skipped: the name is not valid UTF-8'})
-      continue
-    }
     if (stats.isDirectory()) continue
     if (stats.isSymbolicLink()) {
       const resolved = await resolveInTree(realRoot, join(root, path))
@@ -135,6 +122,37 @@ export async function scanSource(root: string, options: ScanOptions): Promise<Sc
     await writeCache(options.cacheFile, cache)
   }
   return {entries, warnings, hashed}
+}
+
+const WALK_CONCURRENCY = 64
+
+/** Every entry under `dir` that is not excluded; an excluded directory is not entered. */
+async function walk(root: string, dir: string, excluded: Matcher, out: Array<{path: string; stats: Stats}>, warnings: ScanWarning[]): Promise<void> {
+  const limit = pLimit(WALK_CONCURRENCY)
+  const visit = async (rel: string): Promise<void> => {
+    const names = await fs.readdir(rel ? join(root, rel) : root)
+    const subdirs: string[] = []
+    await Promise.all(
+      names.map((name) =>
+        limit(async () => {
+          const path = rel ? `${rel}/${name}` : name
+          if (excluded(path)) return
+          // Node decodes names as UTF-8; one that is not cannot be named again to read it.
+          if (name.includes('\uFFFD')) return void warnings.push({path, message: 'skipped: the name is not valid UTF-8'})
+          const stats = await fs.lstat(join(root, path)).catch(() => null)
+          if (!stats) return void warnings.push({path, message: 'skipped: vanished while scanning'})
+          if (stats.isDirectory()) {
+            // A pattern like "cache/**" excludes the directory's content: skip the walk too.
+            if (!excluded(`${path}/\u0000`)) subdirs.push(path)
+          } else {
+            out.push({path, stats})
+          }
+        }),
+      ),
+    )
+    await Promise.all(subdirs.map(visit))
+  }
+  await visit(dir)
 }
 
 /** A symlink is published as the file it points to only when that file is inside the tree. */

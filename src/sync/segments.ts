@@ -2,9 +2,9 @@
 // there to the target paths it is published under. Pure: no I/O.
 
 import mime from 'mime-types'
-import picomatch from 'picomatch'
 
 import type {SegmentConfig} from '../config/schema.js'
+import {compileGlobs} from './globs.js'
 
 export interface Router {
   /** The segment a source path belongs to, or undefined when none matches. */
@@ -22,7 +22,7 @@ export function mimeTypeOf(path: string): string {
 
 export function createRouter(segments: readonly SegmentConfig[]): Router {
   const compiled = segments.map((segment) => {
-    const globs = segment.match.length > 0 ? picomatch(segment.match, {dot: true}) : () => false
+    const globs = compileGlobs(segment.match)
     const mimes = segment.mime.map((pattern) => {
       const [type, sub] = pattern.toLowerCase().split('/')
       return (m: string) => {

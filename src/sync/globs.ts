@@ -1,0 +1,12 @@
+// Glob matching for config patterns (exclude, protect, segment match). One place so that every
+// pattern behaves alike: dotfiles included, and names with newlines matched too (picomatch's
+// `**` uses `.`, which skips "\n" unless the regex gets the `s` flag).
+
+import picomatch from 'picomatch'
+
+export type Matcher = (path: string) => boolean
+
+export function compileGlobs(globs: readonly string[]): Matcher {
+  if (globs.length === 0) return () => false
+  return picomatch([...globs], {dot: true, flags: 's'})
+}

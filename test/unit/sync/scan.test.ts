@@ -1,0 +1,60 @@
+import * as fs from 'node:fs/promises'
+import {join} from 'node:path'
+
+import t from 'tap'
+
+import {scanSource} from '../../../src/sync/scan.js'
+import {tempDir, writeTree} from '../../helpers/site.js'
+
+t.test('scan hashes files, honours exclude, and caches hashes by size and mtime', async (t) => {
+  const dir = tempDir()
+  await writeTree(join(dir, 'src'), {'a.html': 'abc', 'sub/b.css': 'x', '.git/config': 'secret', '.well-known/x': 'y'})
+  const cacheFile = join(dir, 'cache.json')
+  const first = await scanSource(join(dir, 'src'), {exclude: ['.git/**'], cacheFile})
+  t.same(first.entries.map((e) => e.path), ['.well-known/x', 'a.html', 'sub/b.css'], 'dotfiles published, excluded ones not')
+  t.equal(first.entries[1].hash, 'ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad')
+  t.equal(first.hashed, 3)
+  const second = await scanSource(join(dir, 'src'), {exclude: ['.git/**'], cacheFile})
+  t.equal(second.hashed, 0, 'nothing read again')
+  await fs.writeFile(join(dir, 'src/a.html'), 'abcd')
+  const third = await scanSource(join(dir, 'src'), {exclude: ['.git/**'], cacheFile})
+  t.equal(third.hashed, 1, 'only the changed file read')
+})
+
+t.test('hostile names are published faithfully; symlinks out of the tree are not followed', async (t) => {
+  const dir = tempDir()
+  const outside = tempDir()
+  await fs.writeFile(join(outside, 'passwd'), 'root:x:0:0')
+  await writeTree(join(dir, 'src'), {'new\nline.html': 'n', 'tab\there.txt': 't', 'quote\'s "x".html': 'q', 'real.txt': 'r'})
+  await fs.symlink(join(outside, 'passwd'), join(dir, 'src/escape.txt'))
+  await fs.symlink(outside, join(dir, 'src/escape-dir'))
+  await fs.symlink('real.txt', join(dir, 'src/alias.txt'))
+  await fs.symlink('/nonexistent', join(dir, 'src/dangling'))
+  const result = await scanSource(join(dir, 'src'), {exclude: []})
+  t.same(result.entries.map((e) => e.path).sort(), ['alias.txt', 'new\nline.html', 'quote\'s "x".html', 'real.txt', 'tab\there.txt'].sort())
+  t.equal(result.entries.find((e) => e.path === 'alias.txt')?.hash, result.entries.find((e) => e.path === 'real.txt')?.hash, 'an in-tree link is published as its file')
+  const warned = Object.fromEntries(result.warnings.map((w) => [w.path, w.message]))
+  t.match(warned['escape.txt'], /outside the source tree/)
+  t.match(warned['escape-dir'], /outside the source tree|directory/)
+  t.match(warned['dangling'], /points to nothing/)
+})
+
+t.test('a missing source is a clear usage error', async (t) => {
+  await t.rejects(scanSource('/nonexistent/public', {exclude: []}), {code: 'USAGE', message: /source \/nonexistent\/public does not exist/})
+})
+
+t.test('a name that is not valid UTF-8 is skipped with a warning, not a crash', async (t) => {
+  const dir = tempDir()
+  await writeTree(join(dir, 'src'), {'ok.html': 'ok'})
+  await fs.writeFile(Buffer.concat([Buffer.from(join(dir, 'src') + '/'), Buffer.from([0x66, 0xff, 0x2e, 0x68])]), 'bad')
+  const result = await scanSource(join(dir, 'src'), {exclude: []})
+  t.same(result.entries.map((e) => e.path), ['ok.html'])
+  t.match(result.warnings[0].message, /not valid UTF-8/)
+})
+
+t.test('excluded directories are not entered', async (t) => {
+  const dir = tempDir()
+  await writeTree(join(dir, 'src'), {'cache/a/b.html': 'x', 'keep/c.html': 'y', 'keep/x.swp': 'z'})
+  const result = await scanSource(join(dir, 'src'), {exclude: ['cache/**', '**/*.swp']})
+  t.same(result.entries.map((e) => e.path), ['keep/c.html'])
+})
