@@ -4,12 +4,19 @@ import Diff from './diff.js'
 import Init from './init.js'
 import Publish from './publish.js'
 import Render from './render.js'
+import {ScheduleAdd, ScheduleList, ScheduleRemove, ScheduleRun} from './schedule.js'
 import Status from './status.js'
+import Watch from './watch.js'
 
 export const COMMANDS = {
   diff: Diff,
   init: Init,
   publish: Publish,
   render: Render,
+  'schedule:add': ScheduleAdd,
+  'schedule:list': ScheduleList,
+  'schedule:remove': ScheduleRemove,
+  'schedule:run': ScheduleRun,
   status: Status,
+  watch: Watch,
 }

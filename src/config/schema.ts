@@ -66,6 +66,8 @@ export const configSchema = z.strictObject({
       reconcile: z.number().min(0).default(300),
       /** Seconds between re-renders with `mirror watch --render`. */
       renderInterval: z.number().min(1).default(60),
+      /** Longest wait, in seconds, before a failing target is tried again (retries start at 1 s and double). */
+      retryMax: z.number().min(1).default(60),
     })
     .optional(),
 })

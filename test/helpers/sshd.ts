@@ -92,7 +92,13 @@ function sshBanner(port: number): Promise<boolean> {
 /** Child pids of `pid`, recursively, read from /proc (Linux): sshd forks per connection. */
 function descendants(pid: number): number[] {
   const children = new Map<number, number[]>()
-  for (const name of readdirSync('/proc')) {
+  let names: string[] = []
+  try {
+    names = readdirSync('/proc')
+  } catch {
+    return []
+  }
+  for (const name of names) {
     if (!/^\d+$/.test(name)) continue
     try {
       const stat = readFileSync(`/proc/${name}/stat`, 'utf8')
@@ -126,6 +132,12 @@ function signal(pids: number[], sig: NodeJS.Signals): void {
   }
 }
 
+/** Kill switches of the sshds still running: if the test process dies before teardown, they go too. */
+const running = new Set<() => void>()
+process.once('exit', () => {
+  for (const kill of running) kill()
+})
+
 export async function startSshd(options: SshdOptions = {}): Promise<Sshd> {
   if (!existsSync(SSHD)) throw new Error(`sshd not found at ${SSHD}: install openssh-server (the SSH tests need a real sshd)`)
   const sftpServer = SFTP_SERVERS.find((p) => existsSync(p))
@@ -146,32 +158,36 @@ export async function startSshd(options: SshdOptions = {}): Promise<Sshd> {
   for (let attempt = 0; attempt < 5; attempt++) {
     const port = await freePort()
     const configFile = join(dir, 'sshd_config')
-    writeFileSync(
-      configFile,
-      [
-        'ListenAddress 127.0.0.1',
-        `Port ${port}`,
-        `HostKey ${hostKey.privateKey}`,
-        `PidFile ${join(dir, 'sshd.pid')}`,
-        `AuthorizedKeysFile ${authorizedKeys}`,
-        'StrictModes no',
-        'PubkeyAuthentication yes',
-        'PasswordAuthentication no',
-        'KbdInteractiveAuthentication no',
-        'UsePAM no',
-        'PermitRootLogin prohibit-password',
-        'UseDNS no',
-        'PrintMotd no',
-        'AllowAgentForwarding no',
-        'AllowTcpForwarding no',
-        'X11Forwarding no',
-        `MaxSessions ${options.maxSessions ?? 10}`,
-        'LogLevel ERROR',
-        ...(options.extraConfig ?? []),
-        `Subsystem sftp ${sftpServer}`,
-        '',
-      ].join('\n'),
-    )
+    const lines = [
+      'ListenAddress 127.0.0.1',
+      `Port ${port}`,
+      `HostKey ${hostKey.privateKey}`,
+      `PidFile ${join(dir, 'sshd.pid')}`,
+      `AuthorizedKeysFile ${authorizedKeys}`,
+      'StrictModes no',
+      'PubkeyAuthentication yes',
+      'PasswordAuthentication no',
+      'KbdInteractiveAuthentication no',
+      'UsePAM no',
+      'PermitRootLogin prohibit-password',
+      'UseDNS no',
+      'PrintMotd no',
+      'AllowAgentForwarding no',
+      'AllowTcpForwarding no',
+      'X11Forwarding no',
+      `MaxSessions ${options.maxSessions ?? 10}`,
+      'LogLevel ERROR',
+      // bash sources ~/.bashrc when started by sshd at SHLVL < 2: keep the tester's dotfiles
+      // (slow pyenv/nvm setups, or output that corrupts the SFTP stream) out of the tests.
+      'SetEnv SHLVL=1',
+      ...(options.extraConfig ?? []),
+      `Subsystem sftp ${sftpServer}`,
+      '',
+    ]
+    writeFileSync(configFile, lines.join('\n'))
+    // SetEnv needs OpenSSH 8.7; an older sshd works without it, only with the dotfiles' cost.
+    const check = spawnSync(SSHD, ['-t', '-f', configFile], {encoding: 'utf8'})
+    if (check.status !== 0 && /SetEnv/i.test(check.stderr)) writeFileSync(configFile, lines.filter((l) => !l.startsWith('SetEnv')).join('\n'))
     const child: ChildProcess = spawn(SSHD, ['-D', '-e', '-f', configFile], {stdio: ['ignore', 'ignore', 'pipe']})
     let stderr = ''
     child.stderr?.on('data', (chunk) => (stderr += chunk.toString()))
@@ -214,7 +230,14 @@ export async function startSshd(options: SshdOptions = {}): Promise<Sshd> {
     )
     let stopped: number[] = []
     let stopping: Promise<void> | undefined
+    const onExit = () => {
+      signal(stopped, 'SIGCONT')
+      signal([pid, ...descendants(pid)], 'SIGKILL')
+      rmSync(dir, {recursive: true, force: true})
+    }
+    running.add(onExit)
     const stop = (): Promise<void> => {
+      running.delete(onExit)
       stopping ??= (async () => {
         // Stopped processes do not act on SIGTERM until continued.
         signal(stopped, 'SIGCONT')

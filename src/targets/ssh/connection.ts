@@ -3,26 +3,32 @@
 // It knows nothing of roots, manifests or atomic writes: that is sftp-target.ts.
 
 import {existsSync, readFileSync} from 'node:fs'
+import {Socket} from 'node:net'
 
 import pLimit from 'p-limit'
 import ssh2 from 'ssh2'
 import type {
+  AlgorithmList,
   AnyAuthMethod,
   Attributes,
   AuthenticationType,
+  CipherAlgorithm,
   Client as ClientType,
   ClientChannel,
   ConnectConfig,
   FileEntry,
+  IdentityCallback,
   InputAttributes,
   NextAuthHandler,
+  OpenMode,
   ParsedKey,
+  ServerHostKeyAlgorithm,
   SFTPWrapper,
   Stats,
 } from 'ssh2'
 
 import {MirrorError} from '../../errors.js'
-import {KnownHosts, knownHostsFiles, knownHostsName, preferredHostKeyAlgorithms, type HostKeyPolicy} from './known-hosts.js'
+import {KnownHosts, knownHostsFiles, preferredHostKeyAlgorithms, type HostKeyPolicy} from './known-hosts.js'
 import {resolveSshHost, type SshParams} from './ssh-config.js'
 
 const {Client, OpenSSHAgent, utils} = ssh2
@@ -82,6 +88,15 @@ const EXEC_PROBE_OUTPUT = 'mirror-exec-ok'
 const EXEC_CONCURRENCY = 2
 
 /**
+ * An ssh2 algorithm list edit that puts `first` ahead of ssh2's defaults: removed, then
+ * prepended, because ssh2 does not prepend what the list already has. (The @types insist on
+ * all three of append/prepend/remove.)
+ */
+function moveToFront<T>(first: T[]): AlgorithmList<T> {
+  return {remove: first, prepend: first} as unknown as AlgorithmList<T>
+}
+
+/**
  * ssh2's native binding is not always built; AES-GCM and AES-CTR run in OpenSSL (with AES-NI),
  * chacha20 would run in JavaScript and cap throughput.
  */
@@ -102,6 +117,8 @@ export class SshConnection {
   private readonly execLimit = pLimit(EXEC_CONCURRENCY)
   private closed = false
   private next = 0
+  private sock: Socket | undefined
+  private corked = false
 
   private constructor(options: ConnectionOptions, params: SshParams) {
     this.options = options
@@ -159,16 +176,20 @@ export class SshConnection {
     // Keepalive is what turns a stalled (not closed) server into an error instead of a hang:
     // about one timeout after the last answer, ssh2 gives up.
     const keepaliveInterval = Math.max(200, Math.min(15_000, Math.floor(options.timeoutMs / 4)))
+    // Our own socket (ssh2 takes one through `sock`) so that bursts of requests can be corked
+    // into one write: ssh2 writes every SFTP request as its own packet, one syscall each.
+    const sock = new Socket()
+    sock.setNoDelay(true)
+    this.sock = sock
     const config: ConnectConfig = {
-      host: params.hostName,
-      port: params.port,
+      sock,
       username: params.user,
       readyTimeout: timeoutMs,
       keepaliveInterval,
       keepaliveCountMax: 3,
       algorithms: {
-        cipher: {remove: [...FAST_CIPHERS], prepend: [...FAST_CIPHERS]} as never,
-        ...(preferred.length > 0 && {serverHostKey: {remove: preferred, prepend: preferred} as never}),
+        cipher: moveToFront<CipherAlgorithm>([...FAST_CIPHERS]),
+        ...(preferred.length > 0 && {serverHostKey: moveToFront(preferred as ServerHostKeyAlgorithm[])}),
       },
       // Without a verifier ssh2 accepts any host key: never leave this out.
       hostVerifier: (key: Buffer, verify: (valid: boolean) => void) => {
@@ -190,7 +211,8 @@ export class SshConnection {
         if (settled) return
         settled = true
         this.lost = error
-        this.client.end()
+        // A socket still connecting (a host that drops packets) would linger until the OS gives up.
+        sock.destroy()
         reject(error)
       }
       this.client.on('error', (error: Error & {level?: string; code?: string}) => {
@@ -216,6 +238,7 @@ export class SshConnection {
       })
       try {
         this.client.connect(config)
+        sock.connect({host: params.hostName, port: params.port})
       } catch (error) {
         fail(new MirrorError('INTERNAL', `ssh2 refused the connection settings: ${(error as Error).message}`, {target: options.target, cause: error}))
       }
@@ -224,10 +247,15 @@ export class SshConnection {
 
   /** Opens the SFTP channel(s), probes exec, finds the home directory. */
   private async setUp(): Promise<void> {
+    // All at once: each channel costs the slave a process start (and a login shell). The first
+    // SFTP channel is requested first, so with a low MaxSessions it is the probe that loses.
     const wanted = Math.max(1, this.options.channels ?? 1)
-    const [probe, ...opened] = await Promise.all([this.probeExec(), ...Array.from({length: wanted}, () => this.openSftp().catch((error: Error) => error))])
-    this.exec = probe
-    const first = opened[0]
+    const opening = Array.from({length: wanted}, () => this.openSftp().catch((error: Error) => error))
+    const probe = this.probeExec()
+    const [exec, ...opened] = await Promise.all([probe, ...opening])
+    this.exec = exec
+    const first: SftpChannel | Error =
+      opened.find((c): c is SftpChannel => c instanceof SftpChannel) ?? (await this.openSftp().catch((error: Error) => error))
     if (first instanceof Error) {
       throw new MirrorError('UNREACHABLE', `${this.where} accepted the login but refused SFTP: ${first.message}`, {
         target: this.target,
@@ -236,16 +264,17 @@ export class SshConnection {
         cause: first,
       })
     }
-    // Extra channels past sshd's MaxSessions are refused; one is enough to work, more is faster.
-    this.channels = opened.filter((c): c is SftpChannel => !(c instanceof Error))
-    const ext = (first as SftpChannel).extensions
+    // Channels past sshd's MaxSessions are refused: one is enough to work, more is faster.
+    this.channels = opened.filter((c): c is SftpChannel => c instanceof SftpChannel)
+    if (this.channels.length === 0) this.channels = [first]
+    const ext = first.extensions
     this.extensions = {
       copyData: ext['copy-data'] === '1',
       posixRename: ext['posix-rename@openssh.com'] === '1',
       fsync: ext['fsync@openssh.com'] === '1',
       statvfs: ext['statvfs@openssh.com'] === '2' || ext['statvfs@openssh.com'] === '1',
     }
-    this.home = await this.channels[0].realpath('.')
+    this.home = await first.realpath('.')
   }
 
   private openSftp(): Promise<SftpChannel> {
@@ -271,20 +300,38 @@ export class SshConnection {
     }
   }
 
+  /**
+   * Holds writes until the event loop turns, then sends them in one go: requests issued
+   * together (a stat of many paths, the writes of a file) leave in a few large TCP writes.
+   */
+  batch(): void {
+    const sock = this.sock
+    if (this.corked || !sock) return
+    this.corked = true
+    sock.cork()
+    setImmediate(() => {
+      this.corked = false
+      sock.uncork()
+    })
+  }
+
   /** The least busy SFTP channel: requests spread over the slave's sftp-server processes. */
   channel(): SftpChannel {
-    if (this.lost) throw this.lost
-    let best = this.channels[this.next++ % this.channels.length]
-    for (const c of this.channels) if (c.inFlight < best.inFlight && !c.closed) best = c
+    // Once the connection is lost any channel will do: its calls reject with `lost`.
+    const open = this.channels.filter((c) => !c.closed)
+    if (open.length === 0) return this.channels[0]
+    let best = open[this.next++ % open.length]
+    for (const c of open) if (c.inFlight < best.inFlight) best = c
     return best
   }
 
   /**
    * Runs a command on the slave (only when `exec` is true), feeding `stdin` and closing it.
    * The command line goes through the user's login shell: keep file names out of it.
+   * Rejects with TIMEOUT after `timeoutMs` (0: no limit besides the keepalive).
    */
-  run(command: string, stdin?: Buffer): Promise<{code: number | null; stdout: Buffer; stderr: Buffer}> {
-    return this.execLimit(() => this.runRaw(command, stdin, 0))
+  run(command: string, stdin?: Buffer, timeoutMs = 0): Promise<{code: number | null; stdout: Buffer; stderr: Buffer}> {
+    return this.execLimit(() => this.runRaw(command, stdin, timeoutMs))
   }
 
   private runRaw(command: string, stdin: Buffer | undefined, timeoutMs: number): Promise<{code: number | null; stdout: Buffer; stderr: Buffer}> {
@@ -328,6 +375,7 @@ export class SshConnection {
     if (this.closed) return
     this.closed = true
     this.markLost(new MirrorError('CONNECTION_LOST', 'the connection was closed', {target: this.target}))
+    if (!this.sock || this.sock.destroyed) return
     await new Promise<void>((resolve) => {
       const timer = setTimeout(resolve, 1000)
       this.client.once('close', () => {
@@ -381,7 +429,7 @@ export class SshConnection {
         cause: error,
       })
     }
-    if (error.level === 'client-dns') {
+    if (error.level === 'client-dns' || error.code === 'ENOTFOUND' || error.code === 'EAI_AGAIN') {
       return new MirrorError('UNREACHABLE', `cannot resolve host name ${params.hostName}`, {
         target,
         suggestion: 'Check the host in the target URL, or its HostName in the ssh config.',
@@ -410,7 +458,7 @@ class AuthPlan {
   private readonly tried: string[] = []
   private index = 0
 
-  constructor(private readonly params: SshParams) {
+  constructor(params: SshParams) {
     const username = params.user
     const allowed = params.identitiesOnly && params.identityFilesExplicit ? publicBlobs(params.identityFiles) : undefined
     if (params.agentSocket && existsSync(params.agentSocket)) {
@@ -501,10 +549,10 @@ class FilteredAgent extends OpenSSHAgent {
     super(socket)
   }
 
-  override getIdentities(cb: (error: Error | undefined, keys?: ParsedKey[]) => void): void {
+  override getIdentities(cb: IdentityCallback<ParsedKey>): void {
     super.getIdentities((error, keys) => {
       if (error || !keys) return cb(error, keys)
-      cb(undefined, keys.filter((key) => this.allowed.has(key.getPublicSSH().toString('base64'))))
+      cb(undefined, keys.filter((key) => 'getPublicSSH' in key && this.allowed.has(key.getPublicSSH().toString('base64'))))
     })
   }
 }
@@ -547,6 +595,7 @@ export class SftpChannel {
       return Promise.reject(new MirrorError('CONNECTION_LOST', `the SFTP session with ${this.connection.where} closed`, {target: this.connection.target}))
     }
     this.inFlight++
+    this.connection.batch()
     return new Promise<T>((resolve, reject) => {
       const done = (error: Error | undefined | null, value?: T) => {
         this.inFlight--
@@ -576,7 +625,7 @@ export class SftpChannel {
   }
 
   /** Opens a file; `flags` as fs: 'r', 'w', 'wx' (exclusive create: fails if anything, even a symlink, is there). */
-  open(path: string, flags: string, attrs?: InputAttributes): Promise<Buffer> {
+  open(path: string, flags: OpenMode, attrs?: InputAttributes): Promise<Buffer> {
     return this.call((cb) => (attrs ? this.sftp.open(path, flags, attrs, cb) : this.sftp.open(path, flags, cb)))
   }
 
@@ -642,10 +691,23 @@ export class SftpChannel {
     return this.call((cb) => this.sftp.ext_copy_data(from, fromOffset, length, to, toOffset, cb))
   }
 
+  readlink(path: string): Promise<string> {
+    return this.call((cb) => this.sftp.readlink(path, cb))
+  }
+
+  /** Creates `linkPath` pointing at `targetPath` (ssh2 fixes OpenSSH's swapped argument order). */
+  symlink(targetPath: string, linkPath: string): Promise<void> {
+    return this.call((cb) => this.sftp.symlink(targetPath, linkPath, cb))
+  }
+
   statvfs(path: string): Promise<StatVfs> {
-    return this.call((cb) => this.sftp.ext_openssh_statvfs(path, cb))
+    return this.call<Record<string, number | bigint>>((cb) => this.sftp.ext_openssh_statvfs(path, cb)).then((vfs) => ({
+      frsize: Number(vfs.f_frsize),
+      bavail: Number(vfs.f_bavail),
+      bfree: Number(vfs.f_bfree),
+      favail: Number(vfs.f_favail),
+    }))
   }
 }
 
 export type {Attributes, Stats}
-export {knownHostsName}

@@ -1,0 +1,40 @@
+// `mirror publish --render` (and `render.beforePublish`): render first, with progress on a
+// terminal and a one-line summary on stderr, so that stdout stays the publish's own output.
+// A failed render throws, and the publish does not start.
+
+import type {Config} from '../config/load.js'
+import {formatDuration} from '../ui/format.js'
+import {renderSite, type RenderReport} from './index.js'
+import {createRenderProgress} from './progress.js'
+
+export async function renderBeforePublish(config: Config, options: {json?: boolean} = {}): Promise<RenderReport> {
+  const progress = createRenderProgress(!options.json)
+  const controller = new AbortController()
+  const stop = () => controller.abort()
+  process.once('SIGINT', stop)
+  process.once('SIGTERM', stop)
+  try {
+    const report = await renderSite(config, {signal: controller.signal, onProgress: (p) => progress.update(p)})
+    progress.done()
+    if (!options.json) process.stderr.write(`${summaryLine(report)}\n`)
+    return report
+  } finally {
+    progress.done()
+    process.off('SIGINT', stop)
+    process.off('SIGTERM', stop)
+  }
+}
+
+/** One line for a log: what the render saved and what needs a look. */
+export function summaryLine(report: RenderReport): string {
+  const problems = [
+    report.errors.length > 0 && `${report.errors.length} errors`,
+    report.broken.length > 0 && `${report.broken.length} broken links`,
+    report.cutOff.length > 0 && `${report.cutOff.length} cut off`,
+  ].filter(Boolean)
+  return (
+    `render: ${report.pages} pages, ${report.assets} assets in ${formatDuration(report.durationMs)}; ` +
+    `${report.files.written.length} files written, ${report.files.removed.length} removed` +
+    (problems.length > 0 ? `; ${problems.join(', ')} (run \`mirror render\` for details)` : '')
+  )
+}

@@ -1,0 +1,757 @@
+// A slave reached over SSH (`sftp://user@host/path`): the Target contract on top of one SSH
+// connection, with every request pipelined, atomic writes, no writing through symlinks, and the
+// target's state (manifest, lock, backups) kept outside the web root. The wire is connection.ts.
+
+import {createHash, randomBytes} from 'node:crypto'
+import {open as openLocal} from 'node:fs/promises'
+import {posix} from 'node:path'
+
+import pLimit from 'p-limit'
+
+import type {TargetConfig} from '../../config/schema.js'
+import {MirrorError, withContext} from '../../errors.js'
+import {lockedError} from '../local-target.js'
+import {checkRelativePath, parentDirs, tempNameFor} from '../paths.js'
+import type {DeltaOp} from '../../sync/delta.js'
+import type {LockOwner, PutOptions, RemoteStat, Target, TargetCapabilities} from '../target.js'
+import {SFTP_STATUS, SftpChannel, SshConnection, sftpStatus, type Attributes} from './connection.js'
+
+/** Requests in flight per SFTP channel for stat and list: enough to hide the round trip. */
+const REQUESTS_PER_CHANNEL = 64
+/** Bytes per read or write request; OpenSSH's sftp-server takes up to 255 KiB. */
+const CHUNK = 64 * 1024
+/** Write or read requests in flight for one file: 16 × 64 KiB keeps a 1 MiB pipe full. */
+const FILE_WINDOW = 16
+/** Files at least this big are hashed by the slave when exec works; smaller ones are cheaper to read. */
+const REMOTE_HASH_MIN_BYTES = 1024 * 1024
+/** One SFTP channel per this many transfers, up to MAX_CHANNELS (sshd's MaxSessions is 10 by default). */
+const TRANSFERS_PER_CHANNEL = 16
+const MAX_CHANNELS = 4
+
+const S_IFMT = 0o170000
+const S_IFDIR = 0o040000
+const S_IFREG = 0o100000
+const S_IFLNK = 0o120000
+
+type DirState = 'dir' | 'missing' | 'symlink' | 'file' | 'other'
+
+function toRemoteStat(attrs: Attributes): RemoteStat {
+  const kind = attrs.mode & S_IFMT
+  return {
+    type: kind === S_IFREG ? 'file' : kind === S_IFDIR ? 'dir' : kind === S_IFLNK ? 'symlink' : 'other',
+    size: attrs.size,
+    mtimeMs: attrs.mtime * 1000,
+    mode: attrs.mode & 0o7777,
+  }
+}
+
+/** Default state place on a slave: under the SSH user's home, named after the target and its root. */
+export function defaultSftpStateDir(targetName: string, rootAbs: string): string {
+  return `.mirror-state/${targetName}-${createHash('sha256').update(rootAbs).digest('hex').slice(0, 8)}`
+}
+
+export class SftpTarget implements Target {
+  readonly name: string
+  readonly url: string
+  private readonly config: TargetConfig
+  private readonly ssh: {config?: string; knownHosts?: string}
+  private readonly location: {host: string; user?: string; port?: number; root: string}
+  private conn: SshConnection | undefined
+  private connecting: Promise<void> | undefined
+  private rootAbs = ''
+  private stateAbs = ''
+  /** Directories under the root checked (or being checked) with lstat; only real directories stay. */
+  private readonly dirs = new Map<string, Promise<DirState>>()
+  private readonly mkdirs = new Map<string, Promise<void>>()
+  /** State directories made during this run (absolute). */
+  private readonly stateDirs = new Map<string, Promise<void>>()
+  private remoteHash = true
+  private lockToken: string | undefined
+
+  constructor(config: TargetConfig, ssh: {config?: string; knownHosts?: string} = {}) {
+    if (config.location.kind !== 'sftp') throw new MirrorError('INTERNAL', 'SftpTarget needs an sftp:// URL', {target: config.name})
+    this.name = config.name
+    this.url = config.url
+    this.config = config
+    this.ssh = ssh
+    this.location = config.location
+  }
+
+  get capabilities(): TargetCapabilities {
+    return {copyData: this.conn?.extensions.copyData ?? false, exec: this.conn?.exec ?? false, maxTransfers: this.config.transfers}
+  }
+
+  /** Absolute path of the root on the slave (known after connect). */
+  get root(): string {
+    return this.rootAbs
+  }
+
+  /** Absolute path of the state directory on the slave (known after connect). */
+  get stateDir(): string {
+    return this.stateAbs
+  }
+
+  async connect(): Promise<void> {
+    this.connecting ??= this.open().catch((error) => {
+      this.connecting = undefined
+      throw error
+    })
+    return this.connecting
+  }
+
+  private async open(): Promise<void> {
+    const conn = await SshConnection.open({
+      target: this.name,
+      host: this.location.host,
+      user: this.location.user,
+      port: this.location.port,
+      ssh: this.ssh,
+      hostKeys: this.config.hostKeys,
+      timeoutMs: this.config.timeoutMs,
+      channels: Math.min(MAX_CHANNELS, Math.ceil(this.config.transfers / TRANSFERS_PER_CHANNEL)),
+    })
+    try {
+      const fromHome = (p: string) => (p.startsWith('/') ? posix.normalize(p) : posix.join(conn.home, p))
+      this.rootAbs = fromHome(this.location.root).replace(/\/+$/, '')
+      this.stateAbs = fromHome(this.config.state ?? defaultSftpStateDir(this.name, this.rootAbs)).replace(/\/+$/, '')
+      // The root itself may be a symlink (/var/www -> /srv/www): that is the admin's choice.
+      const stat = await conn.channel().stat(this.rootAbs).catch((error) => {
+        if (sftpStatus(error) === SFTP_STATUS.NO_SUCH_FILE) return null
+        throw error
+      })
+      if (!stat || (stat.mode & S_IFMT) !== S_IFDIR) {
+        throw new MirrorError('ROOT_MISSING', `root ${this.rootAbs} on ${conn.where} ${stat ? 'is not a directory' : 'does not exist'}`, {
+          target: this.name,
+          suggestion: `Create it on the slave (ssh ${conn.params.user}@${conn.params.hostName} mkdir -p ${shellQuote(this.rootAbs)}) or fix the target URL.`,
+          retryable: false,
+        })
+      }
+      this.conn = conn
+    } catch (error) {
+      await conn.close()
+      throw this.fail(error)
+    }
+  }
+
+  async close(): Promise<void> {
+    const conn = this.conn
+    this.conn = undefined
+    this.connecting = undefined
+    this.dirs.clear()
+    this.mkdirs.clear()
+    this.stateDirs.clear()
+    await conn?.close().catch(() => {})
+  }
+
+  private get connection(): SshConnection {
+    if (!this.conn) throw new MirrorError('INTERNAL', 'the target is not connected: call connect() first', {target: this.name})
+    return this.conn
+  }
+
+  private abs(path: string): string {
+    return `${this.rootAbs}/${path}`
+  }
+
+  private requestLimit(): ReturnType<typeof pLimit> {
+    return pLimit(REQUESTS_PER_CHANNEL * this.connection.channels.length)
+  }
+
+  async stat(paths: readonly string[]): Promise<Map<string, RemoteStat | null>> {
+    const conn = this.connection
+    const limit = this.requestLimit()
+    const result = new Map<string, RemoteStat | null>()
+    await Promise.all(
+      paths.map((path) =>
+        limit(async () => {
+          this.check(path)
+          try {
+            if ((await this.parentsState(path)) !== 'ok') result.set(path, null)
+            else result.set(path, toRemoteStat(await conn.channel().lstat(this.abs(path))))
+          } catch (error) {
+            if (sftpStatus(error) === SFTP_STATUS.NO_SUCH_FILE) result.set(path, null)
+            else throw this.fail(error, path)
+          }
+        }),
+      ),
+    )
+    return result
+  }
+
+  async list(skip?: (dir: string) => boolean): Promise<Map<string, RemoteStat>> {
+    const conn = this.connection
+    const limit = this.requestLimit()
+    const out = new Map<string, RemoteStat>()
+    const walk = async (dir: string): Promise<void> => {
+      const entries = await limit(() => conn.channel().readdir(dir ? this.abs(dir) : this.rootAbs)).catch((error) => {
+        throw this.fail(error, dir || undefined)
+      })
+      const below: Array<Promise<void>> = []
+      for (const entry of entries) {
+        const rel = dir ? `${dir}/${entry.filename}` : entry.filename
+        const stat = toRemoteStat(entry.attrs)
+        if (stat.type === 'dir') {
+          // readdir's attributes come from lstat: this is a real directory, remember it.
+          this.dirs.set(rel, Promise.resolve('dir'))
+          if (!skip?.(rel)) below.push(walk(rel))
+        } else {
+          out.set(rel, stat)
+        }
+      }
+      await Promise.all(below)
+    }
+    await walk('')
+    return out
+  }
+
+  async hash(path: string): Promise<string> {
+    this.check(path)
+    const conn = this.connection
+    const stat = await this.requireParents(path)
+      .then(() => conn.channel().lstat(this.abs(path)))
+      .catch((error) => {
+        throw this.fail(error, path)
+      })
+    if ((stat.mode & S_IFMT) !== S_IFREG) {
+      throw new MirrorError('TRANSFER_FAILED', 'cannot hash: not a regular file', {target: this.name, path})
+    }
+    if (conn.exec && this.remoteHash && stat.size >= REMOTE_HASH_MIN_BYTES) {
+      const remote = await this.remoteSha256(path, stat.size)
+      if (remote) return remote
+    }
+    const hash = createHash('sha256')
+    await this.readFile(conn.channel(), this.abs(path), (chunk) => hash.update(chunk)).catch((error) => {
+      throw this.fail(error, path)
+    })
+    return hash.digest('hex')
+  }
+
+  /**
+   * sha256sum on the slave. The path goes through stdin (NUL-terminated, via xargs -0), never
+   * through the shell's command line, so no name can be misquoted whatever the login shell is.
+   * Returns undefined (and the caller reads the file instead) when that does not work there.
+   */
+  private async remoteSha256(path: string, size: number): Promise<string | undefined> {
+    try {
+      // Generous: a slow disk reads 20 MB/s; past that, reading over SFTP is no worse.
+      const limitMs = this.config.timeoutMs + Math.ceil(size / 20_000)
+      const result = await this.connection.run('xargs -0 sha256sum --', Buffer.from(`${this.abs(path)}\0`), limitMs)
+      // sha256sum prefixes the line with "\" when it escapes the name: only the hash is read.
+      const match = /^\\?([0-9a-f]{64}) /.exec(result.stdout.toString('latin1'))
+      if (result.code === 0 && match) return match[1]
+      if (result.code === 127 || result.code === 126) this.remoteHash = false
+      return undefined
+    } catch (error) {
+      if (this.conn?.lost) throw withContext(this.conn.lost, this.name, path)
+      return undefined
+    }
+  }
+
+  async put(localPath: string, path: string, options: PutOptions): Promise<void> {
+    this.check(path)
+    await this.ensureParents(path).catch((error) => {
+      throw this.fail(error, path)
+    })
+    const channel = this.connection.channel()
+    const final = this.abs(path)
+    const temp = this.abs(tempNameFor(path))
+    // Started now, awaited before the rename: it costs no extra round trip.
+    const existing = channel.lstat(final).then(
+      (s) => toRemoteStat(s),
+      () => null,
+    )
+    existing.catch(() => {})
+    let handle: Buffer | undefined
+    let size = 0
+    let written = 0
+    const local = await openLocal(localPath, 'r').catch((error) => {
+      throw withContext(error, this.name, path)
+    })
+    const limit = pLimit(FILE_WINDOW)
+    try {
+      size = (await local.stat()).size
+      // Exclusive create: never opens through something (even a symlink) already at that name.
+      handle = await channel.open(temp, 'wx', {mode: 0o600})
+      const openHandle = handle
+      const writeChunk = async (offset: number) => {
+        const length = Math.min(CHUNK, size - offset)
+        const buffer = Buffer.allocUnsafe(length)
+        const {bytesRead} = await local.read(buffer, 0, length, offset)
+        await channel.write(openHandle, buffer, 0, bytesRead, offset)
+        written += bytesRead
+      }
+      const seconds = Math.floor(options.mtimeMs / 1000)
+      const finish = () => {
+        // sftp-server answers in order: attributes and close can go out together, behind the
+        // writes. The rename waits for all of them: only a complete file gets the final name.
+        handle = undefined
+        return Promise.all([channel.fsetstat(openHandle, {mode: options.mode & 0o7777, atime: seconds, mtime: seconds}), channel.close(openHandle)])
+      }
+      if (size <= CHUNK) {
+        const buffer = Buffer.allocUnsafe(size)
+        const {bytesRead} = size > 0 ? await local.read(buffer, 0, size, 0) : {bytesRead: 0}
+        const write = bytesRead > 0 ? channel.write(openHandle, buffer, 0, bytesRead, 0) : Promise.resolve()
+        await Promise.all([write, finish()])
+        written = bytesRead
+      } else {
+        await Promise.all(Array.from({length: Math.ceil(size / CHUNK)}, (_, i) => limit(() => writeChunk(i * CHUNK))))
+        await finish()
+      }
+      const there = await existing
+      if (there?.type === 'dir') {
+        throw new MirrorError('UNSAFE_PATH', 'a directory stands where a file is published', {target: this.name, path})
+      }
+      await this.replace(channel, temp, final)
+    } catch (error) {
+      limit.clearQueue()
+      throw await this.abandon(channel, error, path, temp, handle, size - written)
+    } finally {
+      await local.close().catch(() => {})
+    }
+  }
+
+  /**
+   * Rebuilds `path` from byte ranges of its current version (copied on the slave with
+   * `copy-data`) and byte ranges of `localPath`, into a temporary file renamed over `path`.
+   * Only offered when the server has `copy-data` (see `capabilities.copyData`).
+   */
+  async patch(localPath: string, path: string, ops: readonly DeltaOp[], options: PutOptions): Promise<void> {
+    this.check(path)
+    const channel = this.connection.channel()
+    const final = this.abs(path)
+    const temp = this.abs(tempNameFor(path))
+    let source: Buffer | undefined
+    let handle: Buffer | undefined
+    let size = 0
+    const limit = pLimit(FILE_WINDOW)
+    const local = await openLocal(localPath, 'r').catch((error) => {
+      throw withContext(error, this.name, path)
+    })
+    try {
+      if (!this.connection.extensions.copyData) throw new MirrorError('INTERNAL', 'patch needs the copy-data extension, which this server lacks', {target: this.name, path})
+      if (!(await this.requireParents(path))) throw new MirrorError('TRANSFER_FAILED', 'the file to patch is gone from the slave', {target: this.name, path})
+      const current = toRemoteStat(await channel.lstat(final))
+      // The old version is read, so it must be the file itself, never what a symlink points at.
+      if (current.type !== 'file') throw unsafe(this.name, path, path, current.type)
+      source = await channel.open(final, 'r')
+      handle = await channel.open(temp, 'wx', {mode: 0o600})
+      const from = source
+      const to = handle
+      const jobs: Array<() => Promise<void>> = []
+      for (const op of ops) {
+        const at = size
+        size += op.length
+        // copy-data reads "to end of file" when the length is 0: an empty op must not be sent.
+        if (op.length === 0) continue
+        if (op.kind === 'copy') {
+          jobs.push(() => channel.copyData(from, op.from, op.length, to, at))
+          continue
+        }
+        for (let done = 0; done < op.length; done += CHUNK) {
+          const length = Math.min(CHUNK, op.length - done)
+          jobs.push(async () => {
+            const buffer = Buffer.allocUnsafe(length)
+            const {bytesRead} = await local.read(buffer, 0, length, op.offset + done)
+            if (bytesRead !== length) throw new MirrorError('TRANSFER_FAILED', 'the local file changed while it was being sent', {target: this.name, path})
+            await channel.write(to, buffer, 0, length, at + done)
+          })
+        }
+      }
+      await Promise.all(jobs.map((job) => limit(job)))
+      const seconds = Math.floor(options.mtimeMs / 1000)
+      handle = undefined
+      await Promise.all([channel.fsetstat(to, {mode: options.mode & 0o7777, atime: seconds, mtime: seconds}), channel.close(to)])
+      await this.replace(channel, temp, final)
+    } catch (error) {
+      limit.clearQueue()
+      throw await this.abandon(channel, error, path, temp, handle, size)
+    } finally {
+      if (source) await channel.close(source).catch(() => {})
+      await local.close().catch(() => {})
+    }
+  }
+
+  /**
+   * After a failed write: the error to throw (DISK_FULL when the disk is why), with the open
+   * handle closed and the temporary file removed, so the final name keeps its old content.
+   */
+  private async abandon(channel: SftpChannel, error: unknown, path: string, temp: string, handle: Buffer | undefined, needed: number): Promise<MirrorError> {
+    let failure = error
+    const dir = posix.dirname(temp)
+    if (sftpStatus(error) === SFTP_STATUS.FAILURE && (await this.diskFull(channel, dir, needed))) {
+      failure = new MirrorError('DISK_FULL', "the slave's disk is full", {
+        target: this.name,
+        path,
+        suggestion: `Free space on the file system of ${dir} on the slave; the old file was left in place.`,
+        cause: error,
+      })
+    }
+    if (handle) await channel.close(handle).catch(() => {})
+    await channel.unlink(temp).catch(() => {})
+    return this.fail(failure, path)
+  }
+
+  /** Renames `from` over `to` atomically (posix-rename), or as close as the server allows. */
+  private async replace(channel: SftpChannel, from: string, to: string): Promise<void> {
+    if (this.connection.extensions.posixRename) {
+      await channel.posixRename(from, to)
+      return
+    }
+    // Plain SFTP rename refuses an existing target: the old file goes first (not atomic).
+    try {
+      await channel.rename(from, to)
+    } catch (error) {
+      if (sftpStatus(error) !== SFTP_STATUS.FAILURE) throw error
+      await channel.unlink(to).catch(() => {})
+      await channel.rename(from, to)
+    }
+  }
+
+  /** After a generic SFTP failure: was it the disk? (sftp-server reports ENOSPC as plain "Failure".) */
+  private async diskFull(channel: SftpChannel, dir: string, needed: number): Promise<boolean> {
+    if (!this.connection.extensions.statvfs) return false
+    try {
+      const vfs = await channel.statvfs(dir)
+      return vfs.favail === 0 || vfs.bavail * vfs.frsize <= Math.max(needed, 0) || vfs.bfree === 0
+    } catch {
+      return false
+    }
+  }
+
+  async remove(path: string): Promise<void> {
+    this.check(path)
+    try {
+      if (await this.requireParents(path)) await this.connection.channel().unlink(this.abs(path))
+    } catch (error) {
+      if (sftpStatus(error) !== SFTP_STATUS.NO_SUCH_FILE) throw this.fail(error, path)
+    }
+  }
+
+  async removeEmptyDir(path: string): Promise<boolean> {
+    this.check(path)
+    // The directory itself must be a real directory too: treat it as a parent of a child.
+    const state = await this.parentsState(`${path}/x`).catch((error) => {
+      throw this.fail(error, path)
+    })
+    if (state !== 'ok') return false
+    try {
+      await this.connection.channel().rmdir(this.abs(path))
+    } catch {
+      return false
+    }
+    for (const dir of [...this.dirs.keys()]) if (dir === path || dir.startsWith(`${path}/`)) this.dirs.delete(dir)
+    return true
+  }
+
+  async backup(path: string, backupId: string): Promise<void> {
+    this.check(path)
+    this.check(backupId)
+    const channel = this.connection.channel()
+    const src = this.abs(path)
+    const dest = `${this.stateAbs}/backups/${backupId}/${path}`
+    try {
+      await this.requireParents(path)
+      const stat = await channel.lstat(src)
+      await this.ensureStateDir(posix.dirname(dest))
+      if ((stat.mode & S_IFMT) === S_IFLNK) {
+        await channel.unlink(dest).catch(() => {})
+        await channel.symlink(await channel.readlink(src), dest)
+        return
+      }
+      if ((stat.mode & S_IFMT) !== S_IFREG) throw new MirrorError('TRANSFER_FAILED', 'cannot back up: not a regular file', {target: this.name, path})
+      const from = await channel.open(src, 'r')
+      try {
+        const to = await channel.open(dest, 'w', {mode: 0o600})
+        try {
+          if (this.connection.extensions.copyData) {
+            await channel.copyData(from, 0, 0, to, 0)
+          } else {
+            const writes: Array<Promise<void>> = []
+            await this.readHandle(channel, from, (chunk, offset) => writes.push(channel.write(to, chunk, 0, chunk.length, offset)))
+            await Promise.all(writes)
+          }
+          await channel.fsetstat(to, {mode: stat.mode & 0o7777, atime: stat.atime, mtime: stat.mtime})
+        } finally {
+          await channel.close(to).catch(() => {})
+        }
+      } finally {
+        await channel.close(from).catch(() => {})
+      }
+    } catch (error) {
+      throw this.fail(error, path)
+    }
+  }
+
+  async readState(name: string): Promise<Buffer | null> {
+    this.check(name)
+    const chunks: Buffer[] = []
+    try {
+      await this.readFile(this.connection.channel(), `${this.stateAbs}/${name}`, (chunk) => chunks.push(chunk))
+    } catch (error) {
+      if (sftpStatus(error) === SFTP_STATUS.NO_SUCH_FILE) return null
+      throw this.fail(error, `(state) ${name}`)
+    }
+    return Buffer.concat(chunks)
+  }
+
+  async writeState(name: string, data: Buffer): Promise<void> {
+    this.check(name)
+    const channel = this.connection.channel()
+    const file = `${this.stateAbs}/${name}`
+    const temp = `${file}.${randomBytes(4).toString('hex')}.tmp`
+    let handle: Buffer | undefined
+    try {
+      await this.ensureStateDir(posix.dirname(file))
+      handle = await channel.open(temp, 'wx', {mode: 0o600})
+      const openHandle = handle
+      const writes: Array<Promise<void>> = []
+      for (let offset = 0; offset < data.length; offset += CHUNK) {
+        writes.push(channel.write(openHandle, data, offset, Math.min(CHUNK, data.length - offset), offset))
+      }
+      await Promise.all(writes)
+      // The manifest is the commit point of a publish: make it durable before it replaces the old one.
+      if (this.connection.extensions.fsync) await channel.fsync(openHandle)
+      handle = undefined
+      await channel.close(openHandle)
+      await this.replace(channel, temp, file)
+    } catch (error) {
+      if (handle) await channel.close(handle).catch(() => {})
+      await channel.unlink(temp).catch(() => {})
+      throw this.fail(error, `(state) ${name}`)
+    }
+  }
+
+  async statState(name: string): Promise<RemoteStat | null> {
+    this.check(name)
+    try {
+      return toRemoteStat(await this.connection.channel().lstat(`${this.stateAbs}/${name}`))
+    } catch (error) {
+      if (sftpStatus(error) === SFTP_STATUS.NO_SUCH_FILE) return null
+      throw this.fail(error, `(state) ${name}`)
+    }
+  }
+
+  async lock(owner: LockOwner, breakLock = false): Promise<void> {
+    const token = `${owner.host}:${owner.pid}:${randomBytes(6).toString('hex')}`
+    const body = Buffer.from(JSON.stringify({...owner, token}))
+    if (breakLock) {
+      await this.writeState('lock', body)
+      this.lockToken = token
+      return
+    }
+    const channel = this.connection.channel()
+    const file = `${this.stateAbs}/lock`
+    let handle: Buffer
+    try {
+      await this.ensureStateDir(this.stateAbs)
+      handle = await channel.open(file, 'wx', {mode: 0o644})
+    } catch (error) {
+      // sftp-server reports EEXIST as a plain failure: the lock's content tells.
+      const held = sftpStatus(error) === SFTP_STATUS.FAILURE ? await this.readState('lock').catch(() => null) : null
+      if (held) throw lockedError(this.name, held.toString('utf8'))
+      throw this.fail(error, '(state) lock')
+    }
+    try {
+      await channel.write(handle, body, 0, body.length, 0)
+      await channel.close(handle)
+    } catch (error) {
+      await channel.close(handle).catch(() => {})
+      await channel.unlink(file).catch(() => {})
+      throw this.fail(error, '(state) lock')
+    }
+    this.lockToken = token
+  }
+
+  async unlock(): Promise<void> {
+    const token = this.lockToken
+    if (!token || !this.conn) return
+    this.lockToken = undefined
+    try {
+      const held = await this.readState('lock')
+      if (held?.toString('utf8').includes(token)) await this.conn.channel().unlink(`${this.stateAbs}/lock`)
+    } catch {
+      // Never throws: a lock left behind names its holder and can be broken.
+    }
+  }
+
+  /** lstat of a directory under the root, shared by concurrent callers; only 'dir' is remembered. */
+  private dirState(dir: string): Promise<DirState> {
+    let pending = this.dirs.get(dir)
+    if (!pending) {
+      pending = this.connection
+        .channel()
+        .lstat(this.abs(dir))
+        .then(
+          (s) => toRemoteStat(s).type as DirState,
+          (error) => {
+            if (sftpStatus(error) === SFTP_STATUS.NO_SUCH_FILE) return 'missing' as const
+            throw error
+          },
+        )
+      this.dirs.set(dir, pending)
+      pending.then(
+        (state) => state !== 'dir' && this.dirs.get(dir) === pending && this.dirs.delete(dir),
+        () => this.dirs.get(dir) === pending && this.dirs.delete(dir),
+      )
+    }
+    return pending
+  }
+
+  /** 'ok' when every parent of `path` is a real directory; else what is in the way. */
+  private async parentsState(path: string): Promise<'ok' | 'missing' | {dir: string; type: DirState}> {
+    for (const dir of parentDirs(path)) {
+      const state = await this.dirState(dir)
+      if (state === 'missing') return 'missing'
+      if (state !== 'dir') return {dir, type: state}
+    }
+    return 'ok'
+  }
+
+  /** True when the parents exist as real directories, false when one is missing; UNSAFE_PATH otherwise. */
+  private async requireParents(path: string): Promise<boolean> {
+    const state = await this.parentsState(path)
+    if (state === 'ok') return true
+    if (state === 'missing') return false
+    throw unsafe(this.name, path, state.dir, state.type)
+  }
+
+  /** Creates missing parents one level at a time, checking each with lstat, so no symlink is followed. */
+  private async ensureParents(path: string): Promise<void> {
+    for (const dir of parentDirs(path)) {
+      let state = await this.dirState(dir)
+      if (state === 'missing') {
+        await this.makeDir(dir, path)
+        state = await this.dirState(dir)
+      }
+      if (state !== 'dir') throw unsafe(this.name, path, dir, state)
+    }
+  }
+
+  private makeDir(dir: string, path: string): Promise<void> {
+    let pending = this.mkdirs.get(dir)
+    if (!pending) {
+      pending = this.connection
+        .channel()
+        .mkdir(this.abs(dir), 0o755)
+        .catch((error) => {
+          // Someone else made it meanwhile: the lstat that follows decides.
+          if (sftpStatus(error) !== SFTP_STATUS.FAILURE) throw this.fail(error, path)
+        })
+        .finally(() => this.mkdirs.delete(dir))
+      this.mkdirs.set(dir, pending)
+    }
+    return pending
+  }
+
+  /** mkdir -p inside the state directory (ours, outside the web root). */
+  private ensureStateDir(dir: string): Promise<void> {
+    let pending = this.stateDirs.get(dir)
+    if (!pending) {
+      pending = (async () => {
+        const parent = posix.dirname(dir)
+        const channel = this.connection.channel()
+        const exists = await channel.stat(dir).then(
+          (s) => (s.mode & S_IFMT) === S_IFDIR,
+          () => false,
+        )
+        if (exists) return
+        if (parent !== dir && parent !== '/') await this.ensureStateDir(parent)
+        await channel.mkdir(dir, 0o700).catch(async (error) => {
+          const made = await channel.stat(dir).then(
+            (s) => (s.mode & S_IFMT) === S_IFDIR,
+            () => false,
+          )
+          if (!made) throw error
+        })
+      })()
+      pending.catch(() => this.stateDirs.delete(dir))
+      this.stateDirs.set(dir, pending)
+    }
+    return pending
+  }
+
+  /** Reads a whole remote file, `FILE_WINDOW` reads in flight, chunks delivered in order. */
+  private async readFile(channel: SftpChannel, abs: string, onChunk: (chunk: Buffer, offset: number) => void): Promise<void> {
+    const handle = await channel.open(abs, 'r')
+    try {
+      await this.readHandle(channel, handle, onChunk)
+    } finally {
+      await channel.close(handle).catch(() => {})
+    }
+  }
+
+  private async readHandle(channel: SftpChannel, handle: Buffer, onChunk: (chunk: Buffer, offset: number) => void): Promise<void> {
+    let next = 0
+    const queue: Array<{offset: number; buffer: Buffer; done: Promise<number>}> = []
+    const issue = () => {
+      const buffer = Buffer.allocUnsafe(CHUNK)
+      queue.push({offset: next, buffer, done: channel.read(handle, buffer, 0, CHUNK, next)})
+      next += CHUNK
+    }
+    for (let i = 0; i < FILE_WINDOW; i++) issue()
+    try {
+      while (queue.length > 0) {
+        const {offset, buffer, done} = queue.shift() as (typeof queue)[number]
+        const bytes = await done
+        if (bytes === 0) return
+        onChunk(buffer.subarray(0, bytes), offset)
+        if (bytes < CHUNK) {
+          // A short read: the requests after it asked for the wrong offsets; start again from here.
+          for (const stale of queue.splice(0)) stale.done.catch(() => {})
+          next = offset + bytes
+        }
+        while (queue.length < FILE_WINDOW) issue()
+      }
+    } finally {
+      for (const stale of queue) stale.done.catch(() => {})
+    }
+  }
+
+  /** checkRelativePath, with the target named in its error. */
+  private check(path: string): void {
+    try {
+      checkRelativePath(path)
+    } catch (error) {
+      throw withContext(error, this.name, path)
+    }
+  }
+
+  /** Classifies an error of this target and names the target and file. */
+  private fail(error: unknown, path?: string): MirrorError {
+    if (error instanceof MirrorError) return withContext(error, this.name, path)
+    const status = sftpStatus(error)
+    const message = (error as Error)?.message ?? String(error)
+    const where = this.conn?.where ?? this.location.host
+    switch (status) {
+      case SFTP_STATUS.PERMISSION_DENIED:
+        return new MirrorError('PERMISSION_DENIED', `permission denied on the slave (${where})`, {
+          target: this.name,
+          path,
+          suggestion: `Give the SSH user write access to ${this.rootAbs || 'the root'} on the slave.`,
+          cause: error,
+        })
+      case SFTP_STATUS.NO_SUCH_FILE:
+        return new MirrorError('TRANSFER_FAILED', 'no such file or directory on the slave', {target: this.name, path, cause: error})
+      case SFTP_STATUS.NO_CONNECTION:
+      case SFTP_STATUS.CONNECTION_LOST:
+        return new MirrorError('CONNECTION_LOST', `the connection to ${where} was lost`, {target: this.name, path, cause: error})
+      case undefined:
+        return withContext(error, this.name, path)
+      default:
+        return new MirrorError('TRANSFER_FAILED', `the slave (${where}) refused: ${message}`, {target: this.name, path, cause: error})
+    }
+  }
+}
+
+function unsafe(target: string, path: string, dir: string, type: string): MirrorError {
+  return new MirrorError('UNSAFE_PATH', `"${dir}" on the slave is a ${type}, not a directory: refusing to go through it`, {
+    target,
+    path,
+    suggestion: `Look at "${dir}" on the slave: if it should be a directory, replace it with one; mirror never writes or deletes through a symlink.`,
+    retryable: false,
+  })
+}
+
+/** POSIX single-quoting, for command lines shown to the user. */
+function shellQuote(value: string): string {
+  return /^[\w@%+=:,./-]+$/.test(value) ? value : `'${value.replace(/'/g, `'\\''`)}'`
+}

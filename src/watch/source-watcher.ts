@@ -1,0 +1,49 @@
+// chokidar on the source tree, reduced to what the watch loop needs: the relative path of every
+// file added, changed or removed. It starts with `ignoreInitial`, so it reports only changes and
+// the first publish does not wait for it to finish crawling.
+
+import {relative, sep} from 'node:path'
+
+import {watch, type FSWatcher} from 'chokidar'
+
+export interface SourceWatcherOptions {
+  /** True for a source-relative path that is never published (excluded, mirror's own state). */
+  ignored: (path: string, isDir: boolean) => boolean
+  onPath: (path: string) => void
+  /** The watcher finished crawling the tree: from now on no change can be missed. */
+  onReady: () => void
+  onError: (error: Error) => void
+}
+
+export interface SourceWatcher {
+  close(): Promise<void>
+}
+
+export function watchSource(source: string, options: SourceWatcherOptions): SourceWatcher {
+  const toRelative = (path: string) => {
+    const rel = relative(source, path)
+    return sep === '/' ? rel : rel.split(sep).join('/')
+  }
+  const watcher: FSWatcher = watch(source, {
+    ignoreInitial: true,
+    followSymlinks: false,
+    // Editors' save-by-rename (write a temporary, rename over) then reads as one change.
+    atomic: true,
+    ignorePermissionErrors: true,
+    ignored: (path, stats) => {
+      const rel = toRelative(path)
+      if (rel === '' || rel.startsWith('..')) return false
+      return options.ignored(rel, stats?.isDirectory() ?? false)
+    },
+  })
+  const report = (path: string) => {
+    const rel = toRelative(path)
+    if (rel !== '' && !rel.startsWith('..')) options.onPath(rel)
+  }
+  watcher.on('add', report)
+  watcher.on('change', report)
+  watcher.on('unlink', report)
+  watcher.on('ready', options.onReady)
+  watcher.on('error', (error) => options.onError(error as Error))
+  return {close: () => watcher.close()}
+}

@@ -1,0 +1,417 @@
+// SftpTarget against a real OpenSSH sshd on 127.0.0.1: the shared conformance suite, then what
+// only SSH has (host keys, auth, reachability, stalls, exec) and its safety rules.
+
+import {spawnSync} from 'node:child_process'
+import {createHash, randomBytes} from 'node:crypto'
+import {mkdtempSync, readFileSync, writeFileSync} from 'node:fs'
+import * as fs from 'node:fs/promises'
+import {homedir, tmpdir} from 'node:os'
+import {join} from 'node:path'
+
+import t, {type Test} from 'tap'
+
+import type {TargetConfig} from '../../src/config/schema.js'
+import {MirrorError} from '../../src/errors.js'
+import {defaultSftpStateDir, SftpTarget} from '../../src/targets/ssh/sftp-target.js'
+import {runConformance} from '../helpers/conformance.js'
+import {generateKey, sshdFor, startSshd, type Sshd} from '../helpers/sshd.js'
+
+// The developer's own ssh-agent must not take part: every key used here is generated.
+delete process.env.SSH_AUTH_SOCK
+
+const sshd = await startSshd()
+t.teardown(() => sshd.stop())
+
+function config(server: Sshd, root: string, overrides: Partial<TargetConfig> = {}): TargetConfig {
+  return {
+    name: 'slave',
+    url: `sftp://${server.alias}${root}`,
+    location: {kind: 'sftp', host: server.alias, root},
+    transfers: 32,
+    hostKeys: 'strict',
+    timeoutMs: 10_000,
+    ...overrides,
+  }
+}
+
+function tempDir(prefix: string): string {
+  return mkdtempSync(join(tmpdir(), prefix))
+}
+
+/** An ssh_config for `server` with another known_hosts file or identity. */
+function sshConfig(server: Sshd, options: {knownHosts?: string; identity?: string} = {}): string {
+  const dir = tempDir('mirror-sshcfg-')
+  const file = join(dir, 'ssh_config')
+  writeFileSync(
+    file,
+    [
+      `Host ${server.alias}`,
+      '  HostName 127.0.0.1',
+      `  Port ${server.port}`,
+      `  User ${server.user}`,
+      `  IdentityFile ${options.identity ?? server.identityFile}`,
+      `  UserKnownHostsFile ${options.knownHosts ?? server.knownHostsFile}`,
+      '  IdentitiesOnly yes',
+      '',
+    ].join('\n'),
+  )
+  return file
+}
+
+/** The fingerprint as OpenSSH's own ssh-keygen prints it, to compare with ours. */
+function opensshFingerprint(publicLine: string): string {
+  const dir = tempDir('mirror-fp-')
+  writeFileSync(join(dir, 'key.pub'), `${publicLine}\n`)
+  const out = spawnSync('ssh-keygen', ['-l', '-E', 'sha256', '-f', join(dir, 'key.pub')], {encoding: 'utf8'}).stdout
+  const fp = out.split(' ')[1]
+  if (!fp?.startsWith('SHA256:')) throw new Error(`ssh-keygen -l printed ${out}`)
+  return fp
+}
+
+async function rejection(promise: Promise<unknown>): Promise<MirrorError> {
+  try {
+    await promise
+  } catch (error) {
+    if (error instanceof MirrorError) return error
+    throw error
+  }
+  throw new Error('expected a rejection')
+}
+
+async function newRoot(t: Test): Promise<{base: string; root: string; state: string}> {
+  const base = tempDir('mirror-sftp-')
+  const root = join(base, 'www')
+  await fs.mkdir(root)
+  t.teardown(() => fs.rm(base, {recursive: true, force: true}))
+  return {base, root, state: join(base, 'state')}
+}
+
+runConformance(t, 'sftp', async () => {
+  const base = tempDir('mirror-sftp-')
+  const root = join(base, 'www')
+  const state = join(base, 'state')
+  await fs.mkdir(root)
+  const make = () => new SftpTarget(config(sshd, root, {state}), {config: sshd.sshConfigFile})
+  const target = make()
+  return {
+    target,
+    root,
+    stateDir: state,
+    reopen: async () => make(),
+    cleanup: async () => {
+      await target.close()
+      await fs.rm(base, {recursive: true, force: true})
+    },
+  }
+})
+
+t.test('sftp: an unknown host key is refused with its fingerprint, and nothing is recorded', async (t) => {
+  const {root} = await newRoot(t)
+  const knownHosts = join(tempDir('mirror-kh-'), 'known_hosts')
+  writeFileSync(knownHosts, '')
+  const target = new SftpTarget(config(sshd, root), {config: sshConfig(sshd, {knownHosts})})
+  t.teardown(() => target.close())
+  const error = await rejection(target.connect())
+  t.equal(error.code, 'HOST_KEY_UNKNOWN')
+  t.equal(error.target, 'slave')
+  t.match(error.message, opensshFingerprint(sshd.hostPublicKey), 'shows the fingerprint ssh-keygen shows')
+  t.match(error.suggestion, `ssh-keyscan -p ${sshd.port} 127.0.0.1`)
+  t.match(error.suggestion, 'accept-new')
+  t.equal(readFileSync(knownHosts, 'utf8'), '', 'known_hosts untouched under the strict policy')
+  t.same(await fs.readdir(root), [], 'nothing written on the slave')
+})
+
+t.test('sftp: a changed host key is refused, showing both fingerprints', async (t) => {
+  const {root} = await newRoot(t)
+  const dir = tempDir('mirror-kh-')
+  const impostor = generateKey(dir, 'other_host_key')
+  const knownHosts = join(dir, 'known_hosts')
+  const line = `[127.0.0.1]:${sshd.port} ${impostor.publicLine.split(' ').slice(0, 2).join(' ')}\n`
+  writeFileSync(knownHosts, line)
+  for (const hostKeys of ['strict', 'accept-new'] as const) {
+    const target = new SftpTarget(config(sshd, root, {hostKeys}), {config: sshConfig(sshd, {knownHosts})})
+    const error = await rejection(target.connect())
+    await target.close()
+    t.equal(error.code, 'HOST_KEY_CHANGED', hostKeys)
+    t.match(error.message, opensshFingerprint(sshd.hostPublicKey), 'the key the server presented')
+    t.match(error.message, opensshFingerprint(impostor.publicLine), 'the key known_hosts has')
+    t.match(error.suggestion, `ssh-keygen -R '[127.0.0.1]:${sshd.port}'`)
+    t.equal(error.retryable, false)
+    t.equal(readFileSync(knownHosts, 'utf8'), line, `known_hosts not rewritten (${hostKeys})`)
+  }
+})
+
+t.test('sftp: hostKeys accept-new records a first-seen key, then it is known', async (t) => {
+  const {root} = await newRoot(t)
+  const knownHosts = join(tempDir('mirror-kh-'), 'sub', 'known_hosts')
+  const ssh = {config: sshConfig(sshd, {knownHosts})}
+  const first = new SftpTarget(config(sshd, root, {hostKeys: 'accept-new'}), ssh)
+  await first.connect()
+  await first.close()
+  t.equal(readFileSync(knownHosts, 'utf8'), `[127.0.0.1]:${sshd.port} ${sshd.hostPublicKey}\n`)
+  const strict = new SftpTarget(config(sshd, root), ssh)
+  await strict.connect()
+  t.equal(strict.capabilities.exec, true, 'connected under strict with the recorded key')
+  await strict.close()
+})
+
+t.test('sftp: the mirror config known_hosts file (ssh.knownHosts) is honoured', async (t) => {
+  const {root} = await newRoot(t)
+  const empty = join(tempDir('mirror-kh-'), 'known_hosts')
+  writeFileSync(empty, '')
+  const target = new SftpTarget(config(sshd, root), {config: sshConfig(sshd, {knownHosts: empty}), knownHosts: sshd.knownHostsFile})
+  await target.connect()
+  t.pass('connected with the key from ssh.knownHosts')
+  await target.close()
+})
+
+t.test('sftp: a key that is not authorized gives AUTH_FAILED naming what was tried', async (t) => {
+  const {root} = await newRoot(t)
+  const dir = tempDir('mirror-key-')
+  const stranger = generateKey(dir, 'id_stranger')
+  const target = new SftpTarget(config(sshd, root), {config: sshConfig(sshd, {identity: stranger.privateKey})})
+  t.teardown(() => target.close())
+  const error = await rejection(target.connect())
+  t.equal(error.code, 'AUTH_FAILED')
+  t.match(error.message, stranger.privateKey, 'names the key offered')
+  t.match(error.suggestion, 'ssh-copy-id')
+})
+
+t.test('sftp: an encrypted key without agent is skipped with a note, never prompted for', async (t) => {
+  const {root} = await newRoot(t)
+  const dir = tempDir('mirror-key-')
+  const file = join(dir, 'id_locked')
+  spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', 'secret passphrase', '-f', file])
+  const target = new SftpTarget(config(sshd, root), {config: sshConfig(sshd, {identity: file})})
+  t.teardown(() => target.close())
+  const error = await rejection(target.connect())
+  t.equal(error.code, 'AUTH_FAILED')
+  t.match(error.message, `skipped ${file}: it is encrypted`)
+  t.match(error.message, 'ssh-add')
+})
+
+t.test('sftp: nothing listening on the port is UNREACHABLE', async (t) => {
+  const {root} = await newRoot(t)
+  const probe = await startSshd()
+  const port = probe.port
+  await probe.stop()
+  const target = new SftpTarget(
+    {name: 'down', url: `sftp://127.0.0.1:${port}${root}`, location: {kind: 'sftp', host: '127.0.0.1', port, root}, transfers: 4, hostKeys: 'strict', timeoutMs: 5000},
+    {config: sshd.sshConfigFile},
+  )
+  const started = Date.now()
+  const error = await rejection(target.connect())
+  t.equal(error.code, 'UNREACHABLE')
+  t.equal(error.target, 'down')
+  t.match(error.message, `127.0.0.1:${port}`)
+  t.equal(error.retryable, true, 'the next run may find it up')
+  t.ok(Date.now() - started < 4000, 'fails fast, without waiting for the timeout')
+})
+
+t.test('sftp: a missing root is ROOT_MISSING naming the target and the path', async (t) => {
+  const {base} = await newRoot(t)
+  const target = new SftpTarget(config(sshd, join(base, 'no-such-root')), {config: sshd.sshConfigFile})
+  t.teardown(() => target.close())
+  const error = await rejection(target.connect())
+  t.equal(error.code, 'ROOT_MISSING')
+  t.equal(error.target, 'slave')
+  t.match(error.message, join(base, 'no-such-root'))
+  t.match(error.suggestion, 'mkdir -p')
+})
+
+t.test('sftp: a symlink inside the root pointing outside is never written, removed or backed up through', async (t) => {
+  const {root, state} = await newRoot(t)
+  const outside = tempDir('mirror-outside-')
+  await fs.writeFile(join(outside, 'passwd'), 'keep')
+  const target = new SftpTarget(config(sshd, root, {state}), {config: sshd.sshConfigFile})
+  t.teardown(() => target.close())
+  await target.connect()
+  const local = join(tempDir('mirror-src-'), 'f')
+  writeFileSync(local, 'evil')
+  // `site` is known to be a directory once this lands; the symlink appears below it afterwards.
+  await target.put(local, 'site/index.html', {mode: 0o644, mtimeMs: Date.now()})
+  await fs.symlink(outside, join(root, 'site/img'))
+  for (const [what, attempt] of [
+    ['put', () => target.put(local, 'site/img/passwd', {mode: 0o644, mtimeMs: Date.now()})],
+    ['put deeper', () => target.put(local, 'site/img/new/x.png', {mode: 0o644, mtimeMs: Date.now()})],
+    ['remove', () => target.remove('site/img/passwd')],
+    ['backup', () => target.backup('site/img/passwd', 'b1')],
+    ['hash', () => target.hash('site/img/passwd')],
+  ] as const) {
+    const error = await rejection(attempt())
+    t.equal(error.code, 'UNSAFE_PATH', what)
+    t.match(error.message, '"site/img" on the slave is a symlink', what)
+  }
+  t.same(await fs.readdir(outside), ['passwd'], 'nothing created outside the root')
+  t.equal(await fs.readFile(join(outside, 'passwd'), 'utf8'), 'keep', 'the file outside is untouched')
+  const stats = await target.stat(['site/img/passwd', 'site/img'])
+  t.equal(stats.get('site/img/passwd'), null, 'stat does not look through the link')
+  t.equal(stats.get('site/img')?.type, 'symlink')
+})
+
+t.test('sftp: a failed put leaves the old file and no temporary file', async (t) => {
+  const {root} = await newRoot(t)
+  const target = new SftpTarget(config(sshd, root), {config: sshd.sshConfigFile})
+  t.teardown(() => target.close())
+  await target.connect()
+  await fs.mkdir(join(root, 'd'))
+  await fs.writeFile(join(root, 'd/page.html'), 'old')
+  // A directory as the local file: opening works, reading fails half-way through the put.
+  const error = await rejection(target.put(tempDir('mirror-src-'), 'd/page.html', {mode: 0o644, mtimeMs: Date.now()}))
+  t.equal(error.target, 'slave')
+  t.equal(error.path, 'd/page.html')
+  t.equal(await fs.readFile(join(root, 'd/page.html'), 'utf8'), 'old')
+  t.same(await fs.readdir(join(root, 'd')), ['page.html'], 'temporary file removed')
+})
+
+t.test('sftp: large files go through many writes in flight and arrive intact', async (t) => {
+  const {root} = await newRoot(t)
+  const target = new SftpTarget(config(sshd, root), {config: sshd.sshConfigFile})
+  t.teardown(() => target.close())
+  await target.connect()
+  const data = randomBytes(5 * 1024 * 1024 + 12345)
+  const local = join(tempDir('mirror-src-'), 'big.bin')
+  writeFileSync(local, data)
+  const mtimeMs = Date.UTC(2023, 5, 6, 7, 8, 9)
+  await target.put(local, 'media/big.bin', {mode: 0o600, mtimeMs})
+  t.ok((await fs.readFile(join(root, 'media/big.bin'))).equals(data), 'same bytes')
+  const [stat] = (await target.stat(['media/big.bin'])).values()
+  t.same(stat, {type: 'file', size: data.length, mtimeMs, mode: 0o600})
+  const expected = createHash('sha256').update(data).digest('hex')
+  // Big files are hashed on the slave when exec works; count that it really ran there.
+  const conn = (target as unknown as {conn: {run: (...args: unknown[]) => Promise<unknown>}}).conn
+  let runs = 0
+  const run = conn.run.bind(conn)
+  conn.run = (...args) => {
+    runs++
+    return run(...args)
+  }
+  t.equal(await target.hash('media/big.bin'), expected, 'remote sha256sum')
+  t.equal(runs, 1, 'hashed on the slave, not transferred')
+  const odd = "media/it's a\nnew \\ line.bin"
+  await fs.copyFile(local, join(root, odd))
+  t.equal(await target.hash(odd), expected, 'a name with a quote, newline and backslash is passed safely')
+  t.equal(runs, 2)
+  await target.backup('media/big.bin', 'run-7')
+  t.ok(readFileSync(join(target.stateDir, 'backups/run-7/media/big.bin')).equals(data), 'backup through copy-data')
+})
+
+t.test('sftp: capabilities after connect reflect the server', async (t) => {
+  const {root} = await newRoot(t)
+  const target = new SftpTarget(config(sshd, root, {transfers: 48}), {config: sshd.sshConfigFile})
+  t.teardown(() => target.close())
+  t.same(target.capabilities, {copyData: false, exec: false, maxTransfers: 48}, 'nothing promised before connect')
+  await target.connect()
+  t.same(target.capabilities, {copyData: true, exec: true, maxTransfers: 48})
+})
+
+t.test('sftp: a server that only allows SFTP (ForceCommand internal-sftp) still works, without exec', async (t) => {
+  const sftpOnly = await sshdFor(t, {extraConfig: ['ForceCommand internal-sftp']})
+  const {root} = await newRoot(t)
+  const target = new SftpTarget(config(sftpOnly, root), {config: sftpOnly.sshConfigFile})
+  t.teardown(() => target.close())
+  await target.connect()
+  t.equal(target.capabilities.exec, false, 'exec is not trusted just because the request was accepted')
+  const data = randomBytes(2 * 1024 * 1024)
+  await fs.writeFile(join(root, 'big.bin'), data)
+  t.equal(await target.hash('big.bin'), createHash('sha256').update(data).digest('hex'), 'hashed over SFTP instead')
+})
+
+t.test('sftp: with MaxSessions 1 the target still connects and works on one channel', async (t) => {
+  const narrow = await sshdFor(t, {maxSessions: 1})
+  const {root} = await newRoot(t)
+  const target = new SftpTarget(config(narrow, root, {transfers: 64}), {config: narrow.sshConfigFile})
+  t.teardown(() => target.close())
+  await target.connect()
+  const local = join(tempDir('mirror-src-'), 'f')
+  writeFileSync(local, 'hello')
+  await Promise.all(Array.from({length: 50}, (_, i) => target.put(local, `d${i % 5}/f${i}.txt`, {mode: 0o644, mtimeMs: Date.now()})))
+  t.equal((await target.list()).size, 50)
+})
+
+t.test('sftp: the default state dir is under the SSH user\'s home, outside the root', async (t) => {
+  const {root} = await newRoot(t)
+  const name = `test-${randomBytes(4).toString('hex')}`
+  const target = new SftpTarget(config(sshd, root, {name}), {config: sshd.sshConfigFile})
+  const stateDir = join(homedir(), defaultSftpStateDir(name, root))
+  t.teardown(async () => {
+    await target.close()
+    await fs.rm(stateDir, {recursive: true, force: true})
+  })
+  await target.connect()
+  await target.writeState('manifest.json', Buffer.from('{}'))
+  t.equal(target.stateDir, stateDir)
+  t.match(stateDir, new RegExp(`/\\.mirror-state/${name}-[0-9a-f]{8}$`))
+  t.equal(readFileSync(join(stateDir, 'manifest.json'), 'utf8'), '{}')
+  t.same(await fs.readdir(root), [])
+})
+
+t.test('sftp: a stalled server (SIGSTOP) is TIMEOUT, not a hang', async (t) => {
+  const stalled = await sshdFor(t)
+  const {root} = await newRoot(t)
+  const timeoutMs = 1200
+  const target = new SftpTarget(config(stalled, root, {timeoutMs}), {config: stalled.sshConfigFile})
+  t.teardown(() => target.close())
+  await target.connect()
+  stalled.suspend()
+  t.teardown(() => stalled.resume())
+  let started = Date.now()
+  const error = await rejection(target.stat(['a.txt', 'b/c.txt']))
+  t.equal(error.code, 'TIMEOUT', 'mid-session stall')
+  t.equal(error.target, 'slave')
+  t.ok(Date.now() - started < timeoutMs * 4, `gave up within ${Date.now() - started} ms`)
+  t.equal((await rejection(target.put(join(root, '..'), 'x', {mode: 0o644, mtimeMs: 0}))).code, 'TIMEOUT', 'later calls fail at once')
+
+  const fresh = new SftpTarget(config(stalled, root, {timeoutMs}), {config: stalled.sshConfigFile})
+  t.teardown(() => fresh.close())
+  started = Date.now()
+  t.equal((await rejection(fresh.connect())).code, 'TIMEOUT', 'connecting to a stalled server')
+  t.ok(Date.now() - started < timeoutMs * 3, `gave up within ${Date.now() - started} ms`)
+})
+
+t.test('sftp: the connection dropping mid-put is CONNECTION_LOST and the old file stays', async (t) => {
+  const dropping = await sshdFor(t)
+  const {root} = await newRoot(t)
+  const target = new SftpTarget(config(dropping, root), {config: dropping.sshConfigFile})
+  t.teardown(() => target.close())
+  await target.connect()
+  await fs.writeFile(join(root, 'page.html'), 'old')
+  const local = join(tempDir('mirror-src-'), 'big')
+  writeFileSync(local, randomBytes(64 * 1024 * 1024))
+  const putting = rejection(target.put(local, 'page.html', {mode: 0o644, mtimeMs: Date.now()}))
+  // Drop the server once the upload is under way (its temporary file exists).
+  while (!(await fs.readdir(root)).some((name) => name.startsWith('.mirror-tmp-'))) await new Promise((r) => setTimeout(r, 5))
+  await dropping.stop()
+  const error = await putting
+  t.equal(error.code, 'CONNECTION_LOST')
+  t.equal(error.target, 'slave')
+  t.equal(error.path, 'page.html')
+  t.equal(error.retryable, true)
+  t.equal(await fs.readFile(join(root, 'page.html'), 'utf8'), 'old', 'the final name still has the old content')
+  t.equal((await rejection(target.stat(['page.html']))).code, 'CONNECTION_LOST', 'later calls fail at once')
+})
+
+t.test('sftp: a full disk is DISK_FULL naming the file, and the old file stays', async (t) => {
+  const {base} = await newRoot(t)
+  const small = join(base, 'small')
+  await fs.mkdir(small)
+  // A 1 MiB tmpfs needs root and mount rights; where they are missing this says so, visibly.
+  const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', small], {encoding: 'utf8'})
+  if (mounted.status !== 0) {
+    t.skip(`DISK_FULL not exercised: cannot mount a 1 MiB tmpfs here (${(mounted.stderr || mounted.error?.message || '').trim()})`, async () => {})
+    return
+  }
+  t.teardown(() => void spawnSync('umount', [small]))
+  await fs.writeFile(join(small, 'page.html'), 'old')
+  const target = new SftpTarget(config(sshd, small), {config: sshd.sshConfigFile})
+  t.teardown(() => target.close())
+  await target.connect()
+  const local = join(tempDir('mirror-src-'), 'big')
+  writeFileSync(local, randomBytes(2 * 1024 * 1024))
+  const error = await rejection(target.put(local, 'page.html', {mode: 0o644, mtimeMs: Date.now()}))
+  t.equal(error.code, 'DISK_FULL')
+  t.equal(error.target, 'slave')
+  t.equal(error.path, 'page.html')
+  t.equal(await fs.readFile(join(small, 'page.html'), 'utf8'), 'old')
+  t.same(await fs.readdir(small), ['page.html'], 'the partial temporary file was removed')
+})
