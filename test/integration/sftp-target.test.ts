@@ -12,6 +12,7 @@ import t, {type Test} from 'tap'
 
 import type {TargetConfig} from '../../src/config/schema.js'
 import {MirrorError} from '../../src/errors.js'
+import {computeDelta, computeSignature} from '../../src/sync/delta.js'
 import {defaultSftpStateDir, SftpTarget} from '../../src/targets/ssh/sftp-target.js'
 import {runConformance} from '../helpers/conformance.js'
 import {generateKey, sshdFor, startSshd, type Sshd} from '../helpers/sshd.js'
@@ -34,8 +35,13 @@ function config(server: Sshd, root: string, overrides: Partial<TargetConfig> = {
   }
 }
 
+const made: string[] = []
+t.teardown(() => Promise.all(made.map((dir) => fs.rm(dir, {recursive: true, force: true}))))
+
 function tempDir(prefix: string): string {
-  return mkdtempSync(join(tmpdir(), prefix))
+  const dir = mkdtempSync(join(tmpdir(), prefix))
+  made.push(dir)
+  return dir
 }
 
 /** An ssh_config for `server` with another known_hosts file or identity. */
@@ -414,4 +420,48 @@ t.test('sftp: a full disk is DISK_FULL naming the file, and the old file stays',
   t.equal(error.path, 'page.html')
   t.equal(await fs.readFile(join(small, 'page.html'), 'utf8'), 'old')
   t.same(await fs.readdir(small), ['page.html'], 'the partial temporary file was removed')
+})
+
+t.test('sftp: patch rebuilds a big file from its old blocks on the slave plus the new bytes', async (t) => {
+  const {root} = await newRoot(t)
+  const target = new SftpTarget(config(sshd, root), {config: sshd.sshConfigFile})
+  t.teardown(() => target.close())
+  await target.connect()
+  t.equal(typeof target.patch, 'function', 'offered, since OpenSSH has copy-data')
+  const old = randomBytes(3 * 1024 * 1024)
+  await fs.mkdir(join(root, 'media'))
+  await fs.writeFile(join(root, 'media/video.bin'), old)
+  // The new version: a block rewritten, bytes inserted in the middle, a tail appended.
+  const changed = Buffer.from(old)
+  randomBytes(5000).copy(changed, 100_000)
+  const next = Buffer.concat([changed.subarray(0, 2_000_000), Buffer.from('inserted bytes'), changed.subarray(2_000_000), randomBytes(70_000)])
+  const local = join(tempDir('mirror-src-'), 'video.bin')
+  writeFileSync(local, next)
+  const delta = computeDelta(computeSignature(old), next)
+  t.ok(delta.literalBytes < next.length / 10, `the delta sends ${delta.literalBytes} of ${next.length} bytes`)
+  const mtimeMs = Date.UTC(2024, 3, 4, 5, 6, 7)
+  await target.patch!(local, 'media/video.bin', delta.ops, {mode: 0o640, mtimeMs})
+  t.ok((await fs.readFile(join(root, 'media/video.bin'))).equals(next), 'the slave has exactly the new version')
+  const stat = await fs.stat(join(root, 'media/video.bin'))
+  t.equal(stat.mode & 0o777, 0o640)
+  t.equal(Math.floor(stat.mtimeMs / 1000) * 1000, mtimeMs)
+  t.same(await fs.readdir(join(root, 'media')), ['video.bin'], 'no temporary file left')
+})
+
+t.test('sftp: patch never reads or writes through a symlink', async (t) => {
+  const {root} = await newRoot(t)
+  const target = new SftpTarget(config(sshd, root), {config: sshd.sshConfigFile})
+  t.teardown(() => target.close())
+  await target.connect()
+  const outside = tempDir('mirror-outside-')
+  await fs.writeFile(join(outside, 'secret.bin'), 'secret')
+  await fs.symlink(join(outside, 'secret.bin'), join(root, 'linked.bin'))
+  const local = join(tempDir('mirror-src-'), 'f')
+  writeFileSync(local, 'abc')
+  const error = await rejection(target.patch!(local, 'linked.bin', [{kind: 'copy', from: 0, length: 6}, {kind: 'data', offset: 0, length: 3}], {mode: 0o644, mtimeMs: Date.now()}))
+  t.equal(error.code, 'UNSAFE_PATH')
+  t.equal(error.path, 'linked.bin')
+  t.equal(await fs.readFile(join(outside, 'secret.bin'), 'utf8'), 'secret')
+  t.ok((await fs.lstat(join(root, 'linked.bin'))).isSymbolicLink(), 'the link is left as it was')
+  t.same((await fs.readdir(root)).sort(), ['linked.bin'], 'no temporary file left')
 })

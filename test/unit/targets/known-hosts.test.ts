@@ -1,7 +1,7 @@
 // known_hosts parsing, lookup and the host key decision. Fixtures (keys, fingerprints, hashed
 // lines) were made with OpenSSH's ssh-keygen, so they check us against OpenSSH, not ourselves.
 
-import {mkdtempSync, readFileSync, writeFileSync} from 'node:fs'
+import {mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
@@ -17,6 +17,15 @@ import {
   preferredHostKeyAlgorithms,
 } from '../../../src/targets/ssh/known-hosts.js'
 
+const made: string[] = []
+t.teardown(() => made.forEach((dir) => rmSync(dir, {recursive: true, force: true})))
+/** A temp directory removed when the file's tests end. */
+function temp(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix))
+  made.push(dir)
+  return dir
+}
+
 const A = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG4Q5dTYEE6TzB/Gff0YTh7iYkTvlkBwYgHN2l3L218M'
 const A_FP = 'SHA256:JMBGlj3oreE1BQichHzRWfgiWXeiPsfZmGKum42mF8E'
 const B = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIANoy1Z/d1DfgCggyoH1h0zDUWV+PeeD30+6x5yyxGYH'
@@ -31,7 +40,7 @@ const HASHED = [
 
 const blob = (line: string) => Buffer.from(line.split(' ')[1], 'base64')
 
-function hosts(text: string, userFile = join(mkdtempSync(join(tmpdir(), 'mirror-kh-')), 'known_hosts')): KnownHosts {
+function hosts(text: string, userFile = join(temp('mirror-kh-'), 'known_hosts')): KnownHosts {
   return KnownHosts.fromEntries(parseKnownHosts(text, 'fixture'), userFile)
 }
 
@@ -131,7 +140,7 @@ t.test('an unknown host is refused with the fingerprint and how to trust it', as
 })
 
 t.test('accept-new appends a first-seen key to the user file, creating it', async (t) => {
-  const userFile = join(mkdtempSync(join(tmpdir(), 'mirror-kh-')), 'dot-ssh', 'known_hosts')
+  const userFile = join(temp('mirror-kh-'), 'dot-ssh', 'known_hosts')
   const kh = hosts('', userFile)
   t.equal(kh.verify(blob(A), {target: 't', host: '10.1.2.3', port: 2222, policy: 'accept-new'}), 'added')
   t.equal(readFileSync(userFile, 'utf8'), `[10.1.2.3]:2222 ${A}\n`)
@@ -141,7 +150,7 @@ t.test('accept-new appends a first-seen key to the user file, creating it', asyn
 })
 
 t.test('accept-new keeps an existing file without a final newline intact', async (t) => {
-  const userFile = join(mkdtempSync(join(tmpdir(), 'mirror-kh-')), 'known_hosts')
+  const userFile = join(temp('mirror-kh-'), 'known_hosts')
   writeFileSync(userFile, `old.example.com ${C}`)
   const kh = KnownHosts.load([userFile], userFile)
   kh.verify(blob(A), {target: 't', host: 'new.example.com', port: 22, policy: 'accept-new'})
@@ -156,7 +165,7 @@ t.test('a key marked @revoked is refused even when also listed as known', async 
 })
 
 t.test('load reads several files and skips missing ones', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'mirror-kh-'))
+  const dir = temp('mirror-kh-')
   writeFileSync(join(dir, 'one'), `a.example.com ${A}\n`)
   writeFileSync(join(dir, 'two'), `b.example.com ${B}\n`)
   const kh = KnownHosts.load([join(dir, 'one'), join(dir, 'missing'), join(dir, 'two')], join(dir, 'one'))

@@ -1,7 +1,7 @@
 // Resolving an sftp:// host through an ssh_config the way `ssh` would: aliases, defaults,
 // URL overrides, first-value-wins, Include, and the options mirror reads.
 
-import {existsSync, mkdirSync, mkdtempSync, writeFileSync} from 'node:fs'
+import {existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
@@ -10,9 +10,18 @@ import t from 'tap'
 import {MirrorError} from '../../../src/errors.js'
 import {resolveSshHost} from '../../../src/targets/ssh/ssh-config.js'
 
+const made: string[] = []
+t.teardown(() => made.forEach((dir) => rmSync(dir, {recursive: true, force: true})))
+/** A temp directory removed when the file's tests end. */
+function temp(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix))
+  made.push(dir)
+  return dir
+}
+
 /** A fake home with ~/.ssh/config holding `config` and the named key files present. */
 function home(config: string, keys: string[] = []): string {
-  const dir = mkdtempSync(join(tmpdir(), 'mirror-home-'))
+  const dir = temp('mirror-home-')
   mkdirSync(join(dir, '.ssh'))
   writeFileSync(join(dir, '.ssh', 'config'), config)
   for (const key of keys) writeFileSync(join(dir, '.ssh', key), 'not a real key')
@@ -68,7 +77,7 @@ t.test('defaults: local user, port 22, the usual keys that exist, ~/.ssh/known_h
 })
 
 t.test('no ~/.ssh/config at all is fine', async (t) => {
-  const h = mkdtempSync(join(tmpdir(), 'mirror-home-'))
+  const h = temp('mirror-home-')
   const p = resolveSshHost({host: 'web', home: h, localUser: 'alice', env})
   t.equal(p.hostName, 'web')
   t.same(p.identityFiles, [])
@@ -105,7 +114,7 @@ t.test('Include lines are followed, with globs, relative to ~/.ssh', async (t) =
 
 t.test('ssh.config replaces ~/.ssh/config (like ssh -F) and must exist', async (t) => {
   const h = home('Host cache1\n  HostName from-home\n')
-  const other = join(mkdtempSync(join(tmpdir(), 'mirror-cfg-')), 'ssh_config')
+  const other = join(temp('mirror-cfg-'), 'ssh_config')
   writeFileSync(other, 'Host cache1\n  HostName from-flag\n')
   t.equal(resolveSshHost({host: 'cache1', configFile: other, home: h, localUser: 'me', env}).hostName, 'from-flag')
   try {
@@ -145,7 +154,7 @@ t.test('ProxyJump and ProxyCommand are reported so the connection can refuse the
 })
 
 t.test('Match exec is never run', async (t) => {
-  const marker = join(mkdtempSync(join(tmpdir(), 'mirror-exec-')), 'ran')
+  const marker = join(temp('mirror-exec-'), 'ran')
   const h = home(`Match exec "touch ${marker}"\n  User matched\n`)
   t.equal(resolveSshHost({host: 'x', home: h, localUser: 'me', env}).user, 'me')
   t.notOk(existsSync(marker), 'the command did not run')
