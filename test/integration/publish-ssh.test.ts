@@ -100,3 +100,23 @@ t.test('an unknown host key is refused with its fingerprint; nothing is sent', a
   t.match(r.stderr, /SHA256:[A-Za-z0-9+/]+/)
   t.same(await fs.readdir(p.root('cache1')), [], 'nothing written')
 })
+
+t.test('a big file changed a little is rebuilt on the slave from its old blocks (delta over SFTP)', async (t) => {
+  const p = await sshProject(t)
+  const video = Buffer.alloc(3_000_000)
+  for (let i = 0, x = 7; i < video.length; i++) {
+    x = (Math.imul(x, 1103515245) + 12345) >>> 0
+    video[i] = x >>> 24
+  }
+  await fs.writeFile(join(p.dir, 'public/video.mp4'), video)
+  t.equal((await p.cli('publish')).code, 0)
+  const changed = Buffer.concat([video.subarray(0, 1_500_000), Buffer.alloc(4096, 'x'), video.subarray(1_500_000)])
+  await fs.writeFile(join(p.dir, 'public/video.mp4'), changed)
+  const r = await p.cli('publish', '--json')
+  t.equal(r.code, 0, r.stderr)
+  const reports = Object.fromEntries(JSON.parse(r.stdout).targets.map((o: {target: string; report: {deltas: number; bytes: number}}) => [o.target, o.report]))
+  t.equal(reports.cache1.deltas, 1, 'sent as a delta')
+  t.ok(reports.cache1.bytes < 100_000, `only about the inserted bytes went over the wire (${reports.cache1.bytes})`)
+  t.ok((await fs.readFile(join(p.root('cache1'), 'video.mp4'))).equals(changed), 'the slave has exactly the new file')
+  t.same((await fs.readdir(p.root('cache1'))).filter((n) => n.startsWith('.mirror-tmp')), [], 'no temporary file left')
+})
