@@ -116,8 +116,9 @@ render:
     await fs.writeFile(join(roots.cache2, 'about/index.html'), '<html><body><h1>About</h1><p>Local note added on cache2.</p></body></html>')
     content.about = 'We are a small team, now with a new office.'
 
+    code = await mirror(dir, 'render')
     code = await mirror(dir, 'diff')
-    code = await mirror(dir, 'publish', '--render')
+    code = await mirror(dir, 'publish')
     if (code !== 0) throw new Error(`publish failed (exit ${code})`)
 
     const kept = await fs.readFile(join(roots.cache2, 'about/index.html'), 'utf8')
