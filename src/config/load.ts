@@ -108,6 +108,7 @@ function resolveConfig(raw: RawConfig, file: string): Config {
       transfers: options.transfers ?? raw.publish.transfers,
       hostKeys: options.hostKeys ?? 'strict',
       timeoutMs: (options.timeout ?? 20) * 1000,
+      compress: options.compress ?? false,
     }
   })
   const segments: SegmentConfig[] = raw.segments?.map((s) => ({

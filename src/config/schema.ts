@@ -16,6 +16,8 @@ const targetOptions = z.strictObject({
   hostKeys: z.enum(['strict', 'accept-new']).optional(),
   /** Seconds to wait for the slave before giving up on it. */
   timeout: z.number().positive().optional(),
+  /** Compress the SSH connection (zlib): for slow links; costs CPU on fast ones. */
+  compress: z.boolean().optional(),
 })
 
 const segmentSchema = z.strictObject({
@@ -83,6 +85,7 @@ export interface TargetConfig {
   transfers: number
   hostKeys: 'strict' | 'accept-new'
   timeoutMs: number
+  compress: boolean
 }
 
 export interface SegmentConfig {

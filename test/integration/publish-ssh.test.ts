@@ -28,7 +28,7 @@ async function sshProject(t: Parameters<Parameters<typeof t.test>[1]>[0]) {
 ssh:
   config: ./ssh_config
 targets:
-  img: {url: "sftp://slave-img${root('img')}", state: "${dir}/state/img"}
+  img: {url: "sftp://slave-img${root('img')}", state: "${dir}/state/img", compress: true}
   cache1: {url: "sftp://slave-cache1${root('cache1')}", state: "${dir}/state/cache1", timeout: 5}
   cache2: {url: "sftp://slave-cache2${root('cache2')}", state: "${dir}/state/cache2", timeout: 5}
 segments:

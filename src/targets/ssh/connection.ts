@@ -13,6 +13,7 @@ import type {
   Attributes,
   AuthenticationType,
   CipherAlgorithm,
+  CompressionAlgorithm,
   Client as ClientType,
   ClientChannel,
   ConnectConfig,
@@ -79,6 +80,8 @@ export interface ConnectionOptions {
   timeoutMs: number
   /** SFTP channels to open (each is its own sftp-server process on the slave). Default 1. */
   channels?: number
+  /** Prefer zlib compression (also turned on by `Compression yes` in ssh_config). */
+  compress?: boolean
 }
 
 /** How long the exec probe may take before exec is declared unavailable. */
@@ -189,6 +192,7 @@ export class SshConnection {
       keepaliveCountMax: 3,
       algorithms: {
         cipher: moveToFront<CipherAlgorithm>([...FAST_CIPHERS]),
+        ...((options.compress || params.compression) && {compress: moveToFront<CompressionAlgorithm>(['zlib@openssh.com', 'zlib'])}),
         ...(preferred.length > 0 && {serverHostKey: moveToFront(preferred as ServerHostKeyAlgorithm[])}),
       },
       // Without a verifier ssh2 accepts any host key: never leave this out.

@@ -108,6 +108,7 @@ export class SftpTarget implements Target {
       ssh: this.ssh,
       hostKeys: this.config.hostKeys,
       timeoutMs: this.config.timeoutMs,
+      compress: this.config.compress,
       channels: Math.min(MAX_CHANNELS, Math.ceil(this.config.transfers / TRANSFERS_PER_CHANNEL)),
     })
     try {

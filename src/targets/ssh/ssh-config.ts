@@ -28,6 +28,8 @@ export interface SshParams {
   hostKeyAlias?: string
   /** ConnectTimeout in milliseconds, when set. */
   connectTimeoutMs?: number
+  /** Compression yes. */
+  compression: boolean
   /** The agent socket: IdentityAgent, else SSH_AUTH_SOCK; undefined when there is none or "none". */
   agentSocket?: string
   /** ProxyJump / ProxyCommand, which mirror does not support yet: the connection refuses them. */
@@ -132,6 +134,7 @@ export function resolveSshHost(options: ResolveOptions): SshParams {
     userKnownHostsFiles: knownHosts.length > 0 ? knownHosts : [join(home, '.ssh', 'known_hosts'), join(home, '.ssh', 'known_hosts2')],
     hostKeyAlias: one('hostkeyalias'),
     connectTimeoutMs,
+    compression: one('compression')?.toLowerCase() === 'yes',
     agentSocket,
     proxy,
   }

@@ -159,3 +159,14 @@ t.test('Match exec is never run', async (t) => {
   t.equal(resolveSshHost({host: 'x', home: h, localUser: 'me', env}).user, 'me')
   t.notOk(existsSync(marker), 'the command did not run')
 })
+
+t.test('Compression yes in ssh_config turns compression on', async (t) => {
+  const {mkdtempSync, writeFileSync} = await import('node:fs')
+  const {join} = await import('node:path')
+  const {tmpdir} = await import('node:os')
+  const dir = mkdtempSync(join(tmpdir(), 'mirror-sshcfg-'))
+  writeFileSync(join(dir, 'config'), 'Host slow\n  HostName 127.0.0.1\n  Compression yes\nHost fast\n  HostName 127.0.0.1\n')
+  const {resolveSshHost} = await import('../../../src/targets/ssh/ssh-config.js')
+  t.equal(resolveSshHost({host: 'slow', configFile: join(dir, 'config'), home: dir}).compression, true)
+  t.equal(resolveSshHost({host: 'fast', configFile: join(dir, 'config'), home: dir}).compression, false)
+})
