@@ -5,6 +5,7 @@
 // files and rewrites nothing: that needs the whole set of URLs, see writer.ts.
 
 import {randomBytes} from 'node:crypto'
+import {setMaxListeners} from 'node:events'
 import * as fs from 'node:fs/promises'
 import {join} from 'node:path'
 
@@ -17,6 +18,7 @@ import type {RenderOptions} from './options.js'
 import type {CutReason, RenderProgress} from './report.js'
 import {ALLOW_ALL, parseRobots, type Robots} from './robots.js'
 import {createScope, type ExcludeReason, type Scope} from './scope.js'
+import {PriorityQueue} from './priority-queue.js'
 import {parseSitemap} from './sitemap.js'
 import {sha256, type RenderState, type StateStore} from './state.js'
 import {essence, isCssType, isHtmlType} from './url-map.js'
@@ -61,7 +63,6 @@ export interface CrawlRecord {
   outcome?: Outcome
   /** Asset URLs this page or stylesheet embeds. */
   embeds?: string[]
-  entry?: boolean
   /** Fetched because robots.txt or a sitemap index named it, not because a page linked it. */
   seed?: 'robots' | 'sitemap'
 }
@@ -77,6 +78,9 @@ export interface CrawlResult {
 }
 
 const MAX_LINKED_FROM = 10
+/** Scheduling: pages found through links first (breadth first), then pages only a sitemap names, then assets. */
+const SITEMAP_PRIORITY = 1_000_000
+const ASSET_PRIORITY = 2_000_000
 /** Sitemap indexes may nest; more than this many sitemap files is a loop or a generator gone wild. */
 const MAX_SITEMAPS = 200
 
@@ -94,6 +98,7 @@ export class Crawler {
   readonly records = new Map<string, CrawlRecord>()
   private readonly fetcher: Fetcher
   private readonly limit: ReturnType<typeof pLimit>
+  private readonly queue = new PriorityQueue<() => Promise<void>>()
   private readonly abort = new AbortController()
   private scope: Scope
   private fatal: MirrorError | undefined
@@ -112,6 +117,8 @@ export class Crawler {
   constructor(private readonly ctx: CrawlContext) {
     const o = ctx.options
     const signal = ctx.signal ? AbortSignal.any([ctx.signal, this.abort.signal]) : this.abort.signal
+    // Every request in flight listens for the abort; more than ten at once is the design, not a leak.
+    setMaxListeners(0, signal)
     this.fetcher = new Fetcher({
       origin: o.site.origin,
       headers: o.headers,
@@ -133,10 +140,7 @@ export class Crawler {
       await fs.mkdir(this.ctx.incoming, {recursive: true})
       const robots = o.robotsTxt || o.sitemap ? await this.fetchRobots() : ALLOW_ALL
       this.scope = createScope({exclude: o.exclude, defaultExclude: o.defaultExclude, robots: o.robotsTxt ? robots : undefined})
-      for (const entry of o.entries) {
-        const record = this.want(entry, {kind: 'page', depth: 0, trail: 0})
-        record.entry = true
-      }
+      for (const entry of o.entries) this.want(entry, {kind: 'page', depth: 0, trail: 0})
       if (o.sitemap) {
         const seeds = new Set([new URL('/sitemap.xml', o.site.origin).href, ...robots.sitemaps])
         for (const seed of seeds) this.queueSitemap(seed)
@@ -168,11 +172,17 @@ export class Crawler {
     })
   }
 
-  private schedule(task: () => Promise<void>): void {
+  /**
+   * Queues a task; each free connection runs the best task queued at that moment, not the
+   * oldest: a pagination chain then moves on while hundreds of images wait.
+   */
+  private schedule(priority: number, task: () => Promise<void>): void {
     this.active++
+    this.queue.push(priority, task)
     this.limit(async () => {
+      const next = this.queue.pop()!
       if (this.fatal || this.ctx.signal?.aborted) return
-      await task()
+      await next()
     })
       .catch((error: unknown) => this.fail(toMirrorError(error)))
       .finally(() => {
@@ -190,10 +200,10 @@ export class Crawler {
     this.abort.abort()
   }
 
-  private progress(force = false): void {
+  private progress(): void {
     if (!this.ctx.onProgress) return
     const now = Date.now()
-    if (!force && now - this.lastProgress < 100) return
+    if (now - this.lastProgress < 100) return
     this.lastProgress = now
     this.ctx.onProgress({
       phase: 'crawl',
@@ -219,9 +229,13 @@ export class Crawler {
    * Asks for a URL. It is fetched unless a rule or a limit says no; a URL first met beyond a
    * limit and later through a shorter path is fetched then.
    */
-  private want(url: URL, how: {kind: 'page' | 'asset'; depth: number; trail: number; from?: string; nofollow?: boolean}): CrawlRecord {
+  private want(
+    url: URL,
+    how: {kind: 'page' | 'asset'; depth: number; trail: number; from?: string; nofollow?: boolean; chain?: boolean; sitemap?: boolean},
+  ): CrawlRecord {
     const record = this.record(url.href)
     if (how.from && record.linkedFrom.length < MAX_LINKED_FROM && !record.linkedFrom.includes(how.from)) record.linkedFrom.push(how.from)
+    // A queued URL keeps its place: moving sitemap seeds up when a page links them would put them ahead of the chains that find new pages.
     if (record.queued) return record
     if (how.nofollow) {
       record.skip ??= 'nofollow'
@@ -248,7 +262,7 @@ export class Crawler {
     record.kind = how.kind
     record.depth = how.depth
     record.trail = how.trail
-    this.schedule(() => this.fetchOne(record))
+    this.schedule(priorityOf(how), () => this.fetchOne(record))
     return record
   }
 
@@ -417,6 +431,7 @@ export class Crawler {
       record.embeds = []
     }
     const family = dateFamily(url)
+    const shape = shapeOf(url)
     for (const ref of scan.refs) {
       if (ref.kind === 'other') continue
       const target = resolveUrl(ref.url, base)
@@ -438,6 +453,7 @@ export class Crawler {
         trail,
         from: record.url,
         nofollow: nofollow || (o.nofollow && ref.nofollow),
+        chain: shapeOf(onOrigin) === shape,
       })
     }
   }
@@ -488,7 +504,7 @@ export class Crawler {
     record.kind = 'asset'
     record.depth = 0
     record.seed = 'sitemap'
-    this.schedule(() => this.fetchOne(record))
+    this.schedule(0, () => this.fetchOne(record))
   }
 
   private readSitemap(record: CrawlRecord, body: Buffer): void {
@@ -502,7 +518,7 @@ export class Crawler {
     for (const location of parsed.urls) {
       const target = resolveUrl(location, record.url)
       const onOrigin = target && onSite(this.ctx.options.site, target)
-      if (onOrigin) this.want(onOrigin, {kind: 'page', depth: 0, trail: 0})
+      if (onOrigin) this.want(onOrigin, {kind: 'page', depth: 0, trail: 0, sitemap: true})
     }
   }
 
@@ -542,4 +558,20 @@ function headerValue(value: string | string[] | undefined): string | undefined {
 function charsetOf(contentType: string | undefined): string | undefined {
   const match = /;\s*charset\s*=\s*"?([^";\s]+)/i.exec(contentType ?? '')
   return match?.[1].toLowerCase()
+}
+
+/** A URL with its numbers blanked: `/blog/?page=3` and `/blog/?page=4` share one. */
+function shapeOf(url: URL): string {
+  return (url.pathname + url.search).replace(/\d+/g, '#')
+}
+
+/**
+ * Lower runs first. Pages by depth, so depth limits see the shortest path; at one depth a link
+ * of the page's own shape (the next page of a listing) goes before the rest, so chains of
+ * pages are not stuck behind everything each page links.
+ */
+function priorityOf(how: {kind: 'page' | 'asset'; depth: number; chain?: boolean; sitemap?: boolean}): number {
+  if (how.kind === 'asset') return ASSET_PRIORITY + how.depth
+  if (how.sitemap) return SITEMAP_PRIORITY
+  return how.depth * 2 + (how.chain ? 0 : 1)
 }

@@ -32,6 +32,8 @@ export interface RenderState {
   resources: Record<string, ResourceState>
   /** Asset file → the page files that embed it. */
   embeds: Record<string, string[]>
+  /** The redirect map written into the snapshot, if any. */
+  redirectMap?: string
 }
 
 export function sha256(data: Buffer | string): string {

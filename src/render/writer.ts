@@ -16,7 +16,7 @@ import type {RenderOptions} from './options.js'
 import {redirectMap, redirectPage} from './redirects.js'
 import type {RenderProgress, RenderReport} from './report.js'
 import {sha256, type RenderState, type ResourceState, type StateStore} from './state.js'
-import {assignFiles, cleanHref, encodeSegment, isCssType, isHtmlType, relativeHref} from './url-map.js'
+import {assignFiles, cleanHref, encodeSegment, isHtmlType, relativeHref} from './url-map.js'
 import {fragmentOf, onSite, pathAndQuery, resolveUrl} from './urls.js'
 
 export interface WriteContext {
@@ -310,13 +310,12 @@ export async function writeSnapshot(ctx: WriteContext): Promise<WriteResult> {
   const embeds = embedsOf(records, (url) => final(url).file)
   const newFiles = new Set(Object.values(resources).map((r) => r.file))
   if (mapFile) newFiles.add(mapFile)
-  const removed = previous
-    ? [...new Set(Object.values(previous.resources).map((r) => r.file))].filter((f) => !newFiles.has(f)).sort()
-    : []
+  const previousFiles = previous ? [...Object.values(previous.resources).map((r) => r.file), ...(previous.redirectMap ? [previous.redirectMap] : [])] : []
+  const removed = [...new Set(previousFiles)].filter((f) => !newFiles.has(f)).sort()
   const kept = new Map(items.filter((i) => i.kind === 'kept').map((i) => [i.url, files.get(i.url)!]))
   written.sort()
   return {
-    state: {version: 1, origin: o.site.origin, source: o.source, resources, embeds},
+    state: {version: 1, origin: o.site.origin, source: o.source, resources, embeds, ...(mapFile && {redirectMap: mapFile})},
     pages,
     assets,
     written,

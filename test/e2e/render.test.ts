@@ -13,6 +13,7 @@ import {tempDir} from '../helpers/site.js'
 
 async function project(origin: Origin | undefined, render = true) {
   const dir = tempDir('mirror-e2e-render-')
+  t.teardown(() => fs.rm(dir, {recursive: true, force: true}))
   const block = render && origin ? `render:\n  origin: ${origin.url}\n  volatile: ['${GENERATED_META}']\n  retries: 0\n` : ''
   await fs.writeFile(join(dir, 'mirror.config.yaml'), `source: ./site\ntargets:\n  www: file://${dir}/www\n${block}`)
   return {dir, cli: (...args: string[]) => runCli(args, {cwd: dir})}

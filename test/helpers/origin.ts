@@ -32,6 +32,8 @@ export interface Origin {
   requests: string[]
   /** How many requests were answered 304 Not Modified. */
   notModified: number
+  /** The most requests the server was answering at the same time. */
+  maxInFlight: number
   /** Paths of the site's real pages (what a snapshot should hold as HTML). */
   pages: string[]
   /** Changes the text of a page: its body and its validators change. */
@@ -40,6 +42,8 @@ export interface Origin {
   setStatus(path: string, status: number | undefined): void
   /** The next `times` requests for a path answer `status` (default 503), then it recovers. */
   flaky(path: string, times: number, status?: number): void
+  /** Requests for a path are never answered (the connection stays open). */
+  stall(path: string): void
   /** After `n` more requests the server stops: connections are cut and new ones refused. */
   dieAfter(n: number): void
   close(): Promise<void>
@@ -73,6 +77,9 @@ export async function startOrigin(options: OriginOptions = {}): Promise<Origin> 
   const edits = new Map<string, {text: string; version: number}>()
   const statuses = new Map<string, number>()
   const flaky = new Map<string, {times: number; status: number}>()
+  const stalled = new Set<string>()
+  let inFlight = 0
+  let maxInFlight = 0
   const started = Math.floor(Date.now() / 1000) * 1000 - 60_000
   let dieAfter = Number.POSITIVE_INFINITY
   let dead = false
@@ -154,6 +161,7 @@ ${head}</head><body>
 <li><a href="/search?q=caf%C3%A9&amp;page=1">Search</a></li>
 <li><a href="/pages/12/edit">Edit page 12</a></li>
 <li><a href="/quirks">Quirks</a></li>
+<li><a href="https://www.example.test/about">About, at the public URL</a></li>
 </ul>`,
     ),
     validators: false,
@@ -310,6 +318,10 @@ body { background: #fff url(../img/bg.png) repeat-x; }
       req.socket.destroy()
       return
     }
+    if (stalled.has(url.pathname + url.search)) return
+    inFlight++
+    maxInFlight = Math.max(maxInFlight, inFlight)
+    res.on('close', () => inFlight--)
     const result = answer(url.pathname, url.search)
     const isHtml = result.type?.startsWith('text/html') ?? false
     const delay = isHtml ? latency : assetLatency
@@ -365,6 +377,9 @@ body { background: #fff url(../img/bg.png) repeat-x; }
     get notModified() {
       return origin.notModified
     },
+    get maxInFlight() {
+      return maxInFlight
+    },
     pages: realPages,
     edit(path, value) {
       edits.set(path, {text: value, version: versionOf(path) + 1})
@@ -375,6 +390,9 @@ body { background: #fff url(../img/bg.png) repeat-x; }
     },
     flaky(path, times, status = 503) {
       flaky.set(path, {times, status})
+    },
+    stall(path) {
+      stalled.add(path)
     },
     dieAfter(n) {
       dieAfter = origin.requests.length + n

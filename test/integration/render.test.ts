@@ -32,6 +32,7 @@ t.test('a full render: every link and asset in the snapshot resolves, or is repo
   const origin = await startOrigin()
   t.teardown(() => origin.close())
   const dir = tempDir('mirror-render-')
+  t.teardown(() => fs.rm(dir, {recursive: true, force: true}))
   const report = await renderSite(configFor(origin, dir))
 
   const check = await checkSnapshot(join(dir, 'site'))
@@ -42,7 +43,11 @@ t.test('a full render: every link and asset in the snapshot resolves, or is repo
     [],
     'a link without a file behind it is one the report lists (excluded, cut off, broken or failed)',
   )
-  t.same(check.external.filter((e) => !e.resolved.startsWith('https://example.com/')), [], 'only off-site links lead off the snapshot')
+  t.same(
+    check.external.filter((e) => !e.resolved.startsWith('https://example.com/') && e.resolved !== 'https://www.example.test/about'),
+    [],
+    'only off-site links lead off the snapshot',
+  )
 
   for (const file of [
     'index.html',
@@ -94,6 +99,7 @@ t.test('the report names redirects, errors and broken links with the pages that 
   const origin = await startOrigin()
   t.teardown(() => origin.close())
   const dir = tempDir('mirror-render-')
+  t.teardown(() => fs.rm(dir, {recursive: true, force: true}))
   const report = await renderSite(configFor(origin, dir))
 
   t.same(report.redirects, [
@@ -131,6 +137,7 @@ t.test('saved pages link each other by relative file names, from disk and from a
   const origin = await startOrigin()
   t.teardown(() => origin.close())
   const dir = tempDir('mirror-render-')
+  t.teardown(() => fs.rm(dir, {recursive: true, force: true}))
   await renderSite(configFor(origin, dir))
 
   const post = await read(dir, 'blog/post-3.html')
@@ -165,6 +172,7 @@ t.test('links to a segment with a publicUrl point at that host; the files are st
   const origin = await startOrigin()
   t.teardown(() => origin.close())
   const dir = tempDir('mirror-render-')
+  t.teardown(() => fs.rm(dir, {recursive: true, force: true}))
   const segments = `segments:
   - name: images
     mime: ["image/*"]
@@ -190,6 +198,7 @@ t.test('clean links keep the origin\'s URLs, and dynamicUrl sends left-out pages
   const origin = await startOrigin()
   t.teardown(() => origin.close())
   const dir = tempDir('mirror-render-')
+  t.teardown(() => fs.rm(dir, {recursive: true, force: true}))
   await renderSite(configFor(origin, dir, '  links: clean\n  dynamicUrl: https://master.example.test/\n'))
   const post = await read(dir, 'blog/post-3.html')
   t.match(post, '<a href="/about">About</a> <a href="/blog/post-2">Previous</a>')
@@ -204,6 +213,7 @@ t.test('render state is kept beside the config, never in the snapshot', async (t
   const origin = await startOrigin()
   t.teardown(() => origin.close())
   const dir = tempDir('mirror-render-')
+  t.teardown(() => fs.rm(dir, {recursive: true, force: true}))
   await renderSite(configFor(origin, dir, '  headers: {X-Token: "${MIRROR_TEST_TOKEN}"}\n'), {}).catch((error: unknown) => {
     t.match(error, {code: 'CONFIG_INVALID', message: /render\.headers\.X-Token: environment variable MIRROR_TEST_TOKEN is not set/})
   })
@@ -223,9 +233,51 @@ t.test('a transient 503 is retried and the page saved', async (t) => {
   const origin = await startOrigin()
   t.teardown(() => origin.close())
   const dir = tempDir('mirror-render-')
+  t.teardown(() => fs.rm(dir, {recursive: true, force: true}))
   origin.flaky('/about', 2)
   const report = await renderSite(configFor(origin, dir))
   t.same(report.errors.filter((e) => e.url === '/about'), [])
   t.match(await read(dir, 'about.html'), 'About us.')
   t.equal(origin.requests.filter((r) => r === '/about').length, 3, 'asked again, with backoff, until it answered')
+})
+
+t.test('polite: never more requests at once than render.concurrency, and no faster than render.rate', async (t) => {
+  const origin = await startOrigin({latencyMs: 15})
+  t.teardown(() => origin.close())
+  const dir = tempDir('mirror-render-')
+  t.teardown(() => fs.rm(dir, {recursive: true, force: true}))
+  await renderSite(configFor(origin, dir, '  concurrency: 3\n'))
+  t.ok(origin.maxInFlight <= 3, `at most 3 requests at once (${origin.maxInFlight})`)
+  t.ok(origin.maxInFlight >= 2, 'and it does use them')
+
+  const slow = tempDir('mirror-render-')
+  t.teardown(() => fs.rm(slow, {recursive: true, force: true}))
+  const started = Date.now()
+  const report = await renderSite(configFor(origin, slow, '  rate: 100\n  entry: ["/about"]\n  sitemap: false\n'))
+  t.ok(Date.now() - started >= ((report.requests - 1) * 1000) / 100 - 20, `${report.requests} requests at 100 per second take their time`)
+})
+
+t.test('a page that never answers times out, is reported, and the render goes on', async (t) => {
+  const origin = await startOrigin()
+  t.teardown(() => origin.close())
+  const dir = tempDir('mirror-render-')
+  t.teardown(() => fs.rm(dir, {recursive: true, force: true}))
+  origin.stall('/about')
+  const report = await renderSite(configFor(origin, dir, '  timeout: 0.3\n  retries: 0\n'))
+  t.match(report.errors, [{url: '/about', code: 'TIMEOUT', message: /no answer from the origin for 0.3s/, linkedFrom: ['/']}])
+  t.ok(report.pages > 20)
+  t.match(await read(dir, 'index.html'), '<a href="/about">About</a>', 'the link stays as it was, pointing at the original path')
+})
+
+t.test('links on a public alias of the origin are fetched from the origin and rewritten', async (t) => {
+  const origin = await startOrigin()
+  t.teardown(() => origin.close())
+  const dir = tempDir('mirror-render-')
+  t.teardown(() => fs.rm(dir, {recursive: true, force: true}))
+  await renderSite(configFor(origin, dir))
+  t.match(await read(dir, 'index.html'), '<a href="https://www.example.test/about">About, at the public URL</a>', 'without aliases it is another site')
+  const aliased = tempDir('mirror-render-')
+  t.teardown(() => fs.rm(aliased, {recursive: true, force: true}))
+  await renderSite(configFor(origin, aliased, '  aliases: ["https://www.example.test"]\n'))
+  t.match(await read(aliased, 'index.html'), '<a href="about.html">About, at the public URL</a>')
 })
