@@ -4,7 +4,7 @@
 
 import {execFileSync, spawnSync} from 'node:child_process'
 import {cpus, freemem, loadavg, tmpdir, totalmem} from 'node:os'
-import {copyFileSync, existsSync, mkdirSync, rmSync, writeFileSync} from 'node:fs'
+import {appendFileSync, copyFileSync, cpSync, existsSync, mkdirSync, rmSync, symlinkSync, writeFileSync} from 'node:fs'
 import {dirname, join, resolve} from 'node:path'
 import {fileURLToPath} from 'node:url'
 import {parseArgs} from 'node:util'
@@ -20,9 +20,10 @@ const projectDir = join(dirname(fileURLToPath(import.meta.url)), '..')
 
 const HELP = `npm run bench -- [flags]
 
-  --quick            small corpus (2,000 files), 3 runs, no 100,000-file run: a few minutes
+  --quick            small corpus (2,000 files), 3 runs of mirror and rsync-par (1 of the other baselines),
+                     no 100,000-file run, shorter render and watch runs
   --tiny             tiny corpus, 1 run (the smoke test)
-  (default)          small and large (20,000 files, 650 MB) corpora, 5 runs, and the 100,000-file RSS run
+  (default)          small (5 runs) and large (20,000 files, 650 MB; 3 runs) corpora, and the 100,000-file RSS run
   --runs N           runs per scenario and tool (median reported)
   --corpus LIST      small,large,tiny (comma-separated)
   --scenario LIST    init,noop,mutate,rss100k
@@ -67,8 +68,8 @@ function parseOptions(argv: string[]): BenchOptions {
   const tiny = values.tiny
   const quick = values.quick
   const full = !tiny && !quick
-  const runs = Number(values.runs ?? (tiny ? 1 : quick ? 3 : 5))
-  if (!Number.isInteger(runs) || runs < 1 || runs > 50) throw new Error('--runs takes a whole number from 1 to 50')
+  const runs = values.runs === undefined ? (tiny ? 1 : quick ? 3 : undefined) : Number(values.runs)
+  if (runs !== undefined && (!Number.isInteger(runs) || runs < 1 || runs > 50)) throw new Error('--runs takes a whole number from 1 to 50')
   const timeout = Number(values.timeout ?? 900)
   if (!(timeout > 0)) throw new Error('--timeout takes seconds')
   return {
@@ -109,6 +110,7 @@ function machine(workDir: string) {
     }
   }
   return {
+    mirror: gitDescribe(),
     workDirFs: fsType(workDir),
     cpu: cpus()[0]?.model ?? 'unknown',
     cores: cpus().length,
@@ -124,13 +126,47 @@ function machine(workDir: string) {
   }
 }
 
+/**
+ * Copies the built mirror (bin, dist, templates, package.json; node_modules linked) into the work
+ * directory and returns its bin/run.js: every run of a long benchmark measures the same build,
+ * even when the checkout is rebuilt meanwhile.
+ */
+function freezeMirror(workDir: string): string {
+  const dir = join(workDir, 'mirror-under-test')
+  mkdirSync(dir, {recursive: true})
+  for (const part of ['bin', 'dist', 'templates']) {
+    if (existsSync(join(projectDir, part))) cpSync(join(projectDir, part), join(dir, part), {recursive: true})
+  }
+  copyFileSync(join(projectDir, 'package.json'), join(dir, 'package.json'))
+  symlinkSync(join(projectDir, 'node_modules'), join(dir, 'node_modules'))
+  return join(dir, 'bin/run.js')
+}
+
+function gitDescribe(): string {
+  try {
+    const head = execFileSync('git', ['-C', projectDir, 'rev-parse', '--short', 'HEAD'], {encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore']}).trim()
+    const dirty = execFileSync('git', ['-C', projectDir, 'status', '--porcelain', '--untracked-files=no', '--', 'src'], {encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore']}).trim()
+    return dirty ? `${head} with uncommitted changes in src/` : head
+  } catch {
+    return 'unknown'
+  }
+}
+
 async function main(): Promise<void> {
   const options = parseOptions(process.argv.slice(2))
-  const log = (line: string) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${line}\n`)
-  const binRun = join(projectDir, 'bin/run.js')
-  if (!existsSync(join(projectDir, 'dist/commands/index.js'))) throw new Error('dist/ is missing: build first (npx tsc -p .), or run through `npm run bench`')
+  const startedAt = new Date()
+  const stamp = startedAt.toISOString().replace(/[:.]/g, '-').slice(0, 19)
+  const mode = options.tiny ? 'tiny' : options.quick ? 'quick' : 'full'
   mkdirSync(options.outDir, {recursive: true})
+  const logFile = join(options.outDir, `bench-${mode}-${stamp}.log`)
+  const log = (line: string) => {
+    const text = `[bench ${new Date().toISOString().slice(11, 19)}] ${line}\n`
+    process.stderr.write(text)
+    appendFileSync(logFile, text)
+  }
+  if (!existsSync(join(projectDir, 'dist/commands/index.js'))) throw new Error('dist/ is missing: build first (npx tsc -p .), or run through `npm run bench`')
   mkdirSync(options.workDir, {recursive: true})
+  const binRun = freezeMirror(options.workDir)
   mkdirSync(options.cacheDir, {recursive: true})
   if (options.profile) rmSync(join(options.outDir, 'profiles'), {recursive: true, force: true})
 
@@ -160,7 +196,6 @@ async function main(): Promise<void> {
   process.once('SIGTERM', onSignal)
 
   const info = machine(options.workDir)
-  const startedAt = new Date()
   const loadBefore = loadavg()
   const results: Array<{module: string; title: string; skipped?: string; result?: ModuleResult; error?: string}> = []
   try {
@@ -188,11 +223,10 @@ async function main(): Promise<void> {
   const failures = results.flatMap((r) => r.result?.failures ?? [])
   const warnings = results.flatMap((r) => r.result?.warnings ?? [])
   const sections: Section[] = results.flatMap((r) => r.result?.sections ?? [])
-  const stamp = startedAt.toISOString().replace(/[:.]/g, '-').slice(0, 19)
-  const mode = options.tiny ? 'tiny' : options.quick ? 'quick' : 'full'
   const md = [
     `## mirror benchmark (${mode}), ${startedAt.toISOString().slice(0, 16).replace('T', ' ')} UTC`,
     '',
+    `mirror: ${info.mirror} (the build in dist/ when the run started).`,
     `Machine: ${info.cpu}, ${info.cores} cores, ${info.memoryGiB} GiB; Linux ${info.kernel}; Node ${info.node}; ${info.openssh}; ${info.rsync}; rclone: ${info.rclone}. Slave roots on ${info.workDirFs}.`,
     `Load average ${loadBefore[0].toFixed(2)} before, ${loadAfter[0].toFixed(2)} after (other processes share the machine: compare medians, expect noise).`,
     '',
@@ -226,7 +260,7 @@ async function main(): Promise<void> {
   copyFileSync(mdFile, join(options.outDir, `latest-${mode}.md`))
   copyFileSync(jsonFile, join(options.outDir, `latest-${mode}.json`))
   process.stdout.write(`${md}\n`)
-  log(`wrote ${mdFile} and ${jsonFile}`)
+  log(`wrote ${mdFile}, ${jsonFile} and ${logFile}`)
   if (results.some((r) => r.error)) process.exitCode = 1
 }
 

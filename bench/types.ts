@@ -10,7 +10,8 @@ export interface BenchOptions {
   quick: boolean
   /** The tiny corpus, one run: the smoke test. */
   tiny: boolean
-  runs: number
+  /** Runs per scenario and tool; undefined: 1 (tiny), 3 (quick), 5 for the small and 3 for the large corpus (full). */
+  runs: number | undefined
   /** Corpus names (corpus.ts CORPORA) for the publish scenarios. */
   corpora: string[]
   /** Publish scenarios: init, noop, mutate, rss100k. */

@@ -76,7 +76,7 @@ export const renderModule: ScenarioModule = {
     const posts = ctx.options.tiny ? 30 : 400
     const latencyMs = 30
     const assetLatencyMs = 5
-    const limitMs = ctx.options.tiny ? 15_000 : ctx.options.quick ? 60_000 : 180_000
+    const limitMs = ctx.options.tiny ? 15_000 : ctx.options.quick ? 30_000 : 180_000
     const origin = await startOrigin({posts, latencyMs, assetLatencyMs})
     const dir = join(ctx.options.workDir, 'render')
     const tools: RenderToolResult[] = [
@@ -137,14 +137,15 @@ export const renderModule: ScenarioModule = {
           error: ok || proc.timedOut ? undefined : (proc.stderr || proc.stdout).trim().split('\n').slice(-2).join(' | ').slice(0, 300),
         }
       }
-      for (let run = 1; run <= ctx.options.runs; run++) {
+      const runs = ctx.options.runs ?? 3
+      for (let run = 1; run <= runs; run++) {
         for (const tool of tools) {
           if (tool.skipped) continue
           // A crawler cut at the limit would be cut again: once is enough.
           if (tool.runs.some((r) => r.cut)) continue
           const r = await measure(tool, run)
           tool.runs.push(r)
-          ctx.log(`render run ${run}/${ctx.options.runs} ${tool.tool}: ${(r.wallMs / 1000).toFixed(2)} s${r.cut ? ' (killed at the limit)' : ''}, ${r.requests} requests, ${r.files} files, ${r.brokenLinks} broken links, ${r.missingAssets} missing assets, ${r.pagesMissing} pages missing`)
+          ctx.log(`render run ${run}/${runs} ${tool.tool}: ${(r.wallMs / 1000).toFixed(2)} s${r.cut ? ' (killed at the limit)' : ''}, ${r.requests} requests, ${r.files} files, ${r.brokenLinks} broken links, ${r.missingAssets} missing assets, ${r.pagesMissing} pages missing`)
         }
       }
     } finally {

@@ -96,8 +96,8 @@ export const watchModule: ScenarioModule = {
     const result: ModuleResult = {sections: [], data: undefined, failures: [], warnings: []}
     const set = await ctx.slaves()
     const corpus = ensureCorpus(CORPORA[ctx.options.tiny ? 'tiny' : 'small'], ctx.options.cacheDir, ctx.log)
-    const singles = ctx.options.tiny ? 5 : ctx.options.quick ? 20 : 50
-    const bursts = ctx.options.tiny ? 1 : ctx.options.quick ? 2 : 5
+    const singles = ctx.options.tiny ? 5 : ctx.options.quick ? 12 : 50
+    const bursts = ctx.options.tiny ? 1 : ctx.options.quick ? 1 : 5
     const dir = join(ctx.options.workDir, 'watch')
     const source = join(dir, 'source')
     const pages = [...corpus.baseTree.keys()].filter((p) => p.endsWith('.html')).sort()

@@ -4,7 +4,7 @@ import Diff from './diff.js'
 import Init from './init.js'
 import Publish from './publish.js'
 import Render from './render.js'
-import {ScheduleAdd, ScheduleList, ScheduleRemove, ScheduleRun} from './schedule.js'
+import {Schedule, ScheduleAdd, ScheduleList, ScheduleRemove, ScheduleRun} from './schedule.js'
 import Status from './status.js'
 import Watch from './watch.js'
 
@@ -13,6 +13,7 @@ export const COMMANDS = {
   init: Init,
   publish: Publish,
   render: Render,
+  schedule: Schedule,
   'schedule:add': ScheduleAdd,
   'schedule:list': ScheduleList,
   'schedule:remove': ScheduleRemove,

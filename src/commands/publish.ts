@@ -3,7 +3,7 @@ import {Flags} from '@oclif/core'
 import {BaseCommand} from '../cli/base-command.js'
 import {publishExitCode} from '../cli/publish-exit.js'
 import {publish} from '../sync/publish.js'
-import {formatPlan, formatReport, formatWarnings} from '../ui/format.js'
+import {formatPlan, formatReport, formatTargetError, formatWarnings} from '../ui/format.js'
 import {createProgress} from '../ui/progress.js'
 
 export default class Publish extends BaseCommand<typeof Publish> {
@@ -62,7 +62,7 @@ export default class Publish extends BaseCommand<typeof Publish> {
       }
       if (!result.dryRun) this.log(formatReport(result))
       for (const outcome of result.targets.filter((o) => o.error)) {
-        process.stderr.write(`mirror: target ${outcome.target}: ${outcome.error!.message}${outcome.error!.suggestion ? `\n  ${outcome.error!.suggestion}` : ''}\n`)
+        process.stderr.write(`${formatTargetError(outcome.target, outcome.error!)}\n`)
       }
     } finally {
       progress.done()

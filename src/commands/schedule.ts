@@ -3,7 +3,7 @@
 
 import {resolve} from 'node:path'
 
-import {Args, Flags} from '@oclif/core'
+import {Args, Flags, Help} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base-command.js'
 import {loadConfig, type Config} from '../config/load.js'
@@ -122,5 +122,14 @@ function optionalConfig(named: string | undefined): Config | undefined {
   } catch (error) {
     if (named) throw error
     return undefined
+  }
+}
+
+export class Schedule extends BaseCommand<typeof Schedule> {
+  static override summary = 'Publish on a schedule: a crontab entry (or a systemd timer) with a lock against overlap.'
+  static override examples = ['<%= config.bin %> schedule add "*/10 * * * *"', '<%= config.bin %> schedule list', '<%= config.bin %> schedule remove']
+
+  async run(): Promise<void> {
+    await new Help(this.config).showHelp(['schedule'])
   }
 }

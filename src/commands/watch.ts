@@ -1,9 +1,10 @@
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base-command.js'
+import {exitCodeFor, toMirrorError} from '../errors.js'
 import type {WatchEvent} from '../watch/events.js'
 import {formatWatchEvent} from '../watch/format.js'
-import {startWatch} from '../watch/run-watch.js'
+import {startWatch, type WatchSession} from '../watch/run-watch.js'
 
 export default class Watch extends BaseCommand<typeof Watch> {
   static override summary = 'Publish changes to the source as they happen, until stopped.'
@@ -38,13 +39,23 @@ Prints one line per published batch; with --json, one JSON object per event, one
       if (event.event === 'warning' || event.event === 'error') process.stderr.write(`${line}\n`)
       else this.log(line)
     }
-    const session = await startWatch(config, {
-      targets: flags.target,
-      debounceMs: flags.debounce,
-      breakLock: flags['break-lock'],
-      render: flags.render ? {intervalMs: config.watch.renderInterval * 1000, hookPort: flags['render-hook']} : undefined,
-      onEvent: print,
-    })
+    let session: WatchSession
+    try {
+      session = await startWatch(config, {
+        targets: flags.target,
+        debounceMs: flags.debounce,
+        breakLock: flags['break-lock'],
+        render: flags.render ? {intervalMs: config.watch.renderInterval * 1000, hookPort: flags['render-hook']} : undefined,
+        onEvent: print,
+      })
+    } catch (error) {
+      // Keep --json one object per line, for whoever reads the stream.
+      const mirrorError = toMirrorError(error)
+      if (flags.json) print({event: 'error', error: mirrorError.toJSON()})
+      process.stderr.write(`mirror: ${mirrorError.describe()}\n`)
+      process.exitCode = exitCodeFor(mirrorError)
+      return
+    }
 
     await new Promise<void>((resolve) => {
       let signals = 0

@@ -22,7 +22,8 @@ export interface LocalLock {
   release(): Promise<void>
 }
 
-export type LockAttempt = {ok: true; lock: LocalLock} | {ok: false; heldBy: LocalLockHolder}
+/** `tookOver`: the stale holder whose lock was replaced (that process ended without releasing it). */
+export type LockAttempt = {ok: true; lock: LocalLock; tookOver?: LocalLockHolder} | {ok: false; heldBy: LocalLockHolder}
 
 /** True when a process with this pid exists on this machine. */
 export function processAlive(pid: number): boolean {
@@ -54,11 +55,12 @@ export async function acquireLocalLock(file: string, command: string): Promise<L
   const temp = `${file}.${token}.tmp`
   await fs.writeFile(temp, body)
   try {
+    let stale: LocalLockHolder | undefined
     // Two attempts: the second after removing a stale lock.
     for (let attempt = 0; attempt < 2; attempt++) {
       try {
         await fs.link(temp, file)
-        return {ok: true, lock: {holder, release: () => releaseIfOurs(file, token)}}
+        return {ok: true, lock: {holder, release: () => releaseIfOurs(file, token)}, ...(stale ? {tookOver: stale} : {})}
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error
       }
@@ -66,6 +68,7 @@ export async function acquireLocalLock(file: string, command: string): Promise<L
       const held = parseHolder(text)
       if (!isStale(held) && attempt === 0 && text !== '') return {ok: false, heldBy: held}
       if (attempt === 1) return {ok: false, heldBy: held}
+      stale = held
       // Stale (or empty, a crash between create and write in an older version): remove it,
       // but only if it is still the same stale lock, then try once more.
       if ((await fs.readFile(file, 'utf8').catch(() => '')) === text) await fs.rm(file, {force: true})

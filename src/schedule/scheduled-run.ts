@@ -1,8 +1,8 @@
 // What a cron entry (or the systemd service) runs: `mirror publish` for one config, under a
 // master-side lock so that a run finding the previous one still running skips instead of piling
-// up. The publish runs as a child process without a terminal (no bars); its report goes to the
-// log with a timestamped header and footer. Only a failure is also printed on stderr, so cron
-// mails the owner exactly then, and the exit code is publish's own.
+// up. The publish runs as a child process (`--json`, no terminal, no bars); its concise report
+// goes to the log between a timestamped header and footer. Only a failure is also printed on
+// stderr, so cron mails the owner exactly then, and the exit code is publish's own.
 
 import {spawn} from 'node:child_process'
 import {createWriteStream, type WriteStream} from 'node:fs'
@@ -12,8 +12,8 @@ import {fileURLToPath} from 'node:url'
 
 import type {Config} from '../config/load.js'
 import {ExitCode} from '../errors.js'
-import {createTarget} from '../targets/index.js'
-import {staleLockOwner} from '../watch/stale-lock.js'
+import type {PublishResult} from '../sync/publish.js'
+import {formatReport, formatWarnings} from '../ui/format.js'
 import {acquireLocalLock} from './local-lock.js'
 
 export const BIN_RUN = join(dirname(fileURLToPath(import.meta.url)), '../../bin/run.js')
@@ -46,31 +46,31 @@ export async function scheduledRun(config: Config, options: ScheduledRunOptions 
     const attempt = await acquireLocalLock(scheduleLockFile(config), 'mirror schedule run')
     if (!attempt.ok) {
       const held = attempt.heldBy
-      const line = `${stamp()} skipped: the previous scheduled publish of ${config.file} (pid ${held.pid}, started ${held.since}) is still running\n`
-      write(line)
-      if (Date.now() - Date.parse(held.since) > STUCK_MS) stderr.write(`mirror: ${line.slice(line.indexOf(' ') + 1)}  It has been running for over an hour; check it.\n`)
+      const line = `skipped: the previous scheduled publish of ${config.file} (pid ${held.pid}, started ${held.since}) is still running`
+      write(`${stamp()} ${line}\n`)
+      if (Date.now() - Date.parse(held.since) > STUCK_MS) stderr.write(`mirror: ${line}; it has been running for over an hour, check it.\n`)
       return ExitCode.OK
     }
     try {
       write(`${stamp()} scheduled publish of ${config.file} (pid ${process.pid})\n`)
-      let run = await publishChild(config, [], write)
-      if (run.code === ExitCode.LOCKED || run.code === ExitCode.PARTIAL) {
-        // A run killed mid-publish (a reboot, SIGKILL) leaves its locks on the slaves; they name
-        // a pid of this machine that is gone. Take those over and publish those targets again.
-        const stale = await staleTargets(config)
-        if (stale.length > 0) {
-          write(`${stamp()} taking over stale locks of ${stale.join(', ')} (left by a mirror that is no longer running)\n`)
-          const again = await publishChild(config, [...stale.flatMap((t) => ['--target', t]), '--break-lock'], write)
-          if (run.code === ExitCode.LOCKED) run = again
-          else run = {...run, stderr: run.stderr + again.stderr}
-        }
+      // (A lock a killed run left on a slave is taken over by publish itself.)
+      const run = await publishChild(config)
+      const {result, code} = run
+      if (result) {
+        for (const line of formatWarnings(result)) write(`${line}\n`)
+        write(`${formatReport(result)}\n`)
+      } else if (run.error) {
+        write(`mirror: ${describe(run.error)}\n`)
       }
-      const code = run.code ?? ExitCode.FAILED
+      if (run.noise) write(run.noise)
       const seconds = ((Date.now() - started) / 1000).toFixed(1)
       write(`${stamp()} finished: ${code === 0 ? 'ok' : 'FAILED'} (exit ${code}) in ${seconds} s\n\n`)
       if (code !== 0) {
         const where = options.log ? `; the full report is in ${options.log}` : ''
-        stderr.write(`mirror: scheduled publish of ${config.file} failed (exit ${code})${where}\n${run.stderr}`)
+        const why = result
+          ? result.targets.filter((o) => o.error).map((o) => `  target ${o.target}: ${describe(o.error!)}\n`)
+          : [run.error ? `  ${describe(run.error)}\n` : run.noise]
+        stderr.write(`mirror: scheduled publish of ${config.file} failed (exit ${code})${where}\n${why.join('')}`)
       }
       return code
     } finally {
@@ -81,6 +81,12 @@ export async function scheduledRun(config: Config, options: ScheduledRunOptions 
   }
 }
 
+type ErrorJson = {message?: unknown; suggestion?: unknown}
+
+function describe(error: ErrorJson): string {
+  return `${String(error.message)}${typeof error.suggestion === 'string' ? ` (${error.suggestion})` : ''}`
+}
+
 async function openLog(file: string): Promise<WriteStream> {
   await fs.mkdir(dirname(file), {recursive: true})
   const size = await fs.stat(file).then((s) => s.size).catch(() => 0)
@@ -88,48 +94,47 @@ async function openLog(file: string): Promise<WriteStream> {
   return createWriteStream(file, {flags: 'a'})
 }
 
-/** `mirror publish` for the config, as a child without a terminal; its output goes to `write`. */
-function publishChild(config: Config, extra: string[], write: (text: string) => void): Promise<{code: number | null; stderr: string}> {
+interface ChildRun {
+  code: number
+  /** The publish result (`publish --json`), when it got that far. */
+  result?: PublishResult
+  /** The error document `publish --json` prints when it stopped before publishing. */
+  error?: ErrorJson
+  /** Anything else the child printed (stderr, or stdout that was not JSON): kept for the log. */
+  noise: string
+}
+
+/** `mirror publish --json` for the config, as a child without a terminal. */
+function publishChild(config: Config): Promise<ChildRun> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BIN_RUN, 'publish', '--config', config.file, ...extra], {
+    const child = spawn(process.execPath, [BIN_RUN, 'publish', '--config', config.file, '--json'], {
       cwd: config.dir,
       env: {...process.env, NO_COLOR: '1'},
       stdio: ['ignore', 'pipe', 'pipe'],
     })
+    let stdout = ''
     let stderr = ''
-    child.stdout.on('data', (chunk) => write(chunk.toString()))
-    child.stderr.on('data', (chunk) => {
-      stderr += chunk
-      write(chunk.toString())
-    })
+    child.stdout.on('data', (chunk) => (stdout += chunk))
+    child.stderr.on('data', (chunk) => (stderr += chunk))
     // Our own SIGTERM (systemd stopping the unit) reaches the child too: it stops cleanly.
     const forward = () => child.kill('SIGTERM')
     process.once('SIGTERM', forward)
+    const done = (code: number | null) => {
+      process.off('SIGTERM', forward)
+      let doc: (PublishResult & {error?: undefined}) | {targets?: undefined; error?: ErrorJson} | undefined
+      try {
+        doc = JSON.parse(stdout) as typeof doc
+      } catch {
+        stderr = stdout + stderr
+      }
+      // The error document repeats on stderr as "mirror: ..."; the report says it once.
+      if (doc?.error) stderr = stderr.split('\n').filter((line) => !line.startsWith('mirror: ') && !line.startsWith('  ')).join('\n')
+      resolve({code: code ?? ExitCode.FAILED, result: Array.isArray(doc?.targets) ? (doc as PublishResult) : undefined, error: doc?.error, noise: stderr})
+    }
     child.on('error', (error) => {
       stderr += `${error.message}\n`
-      resolve({code: ExitCode.FAILED, stderr})
+      done(ExitCode.FAILED)
     })
-    child.on('close', (code) => {
-      process.off('SIGTERM', forward)
-      resolve({code, stderr})
-    })
+    child.on('close', done)
   })
-}
-
-async function staleTargets(config: Config): Promise<string[]> {
-  const stale: string[] = []
-  await Promise.all(
-    config.targets.map(async (targetConfig) => {
-      const target = await createTarget(targetConfig, config)
-      try {
-        await target.connect()
-        if (await staleLockOwner(target)) stale.push(target.name)
-      } catch {
-        // Unreachable now: the publish already reported it.
-      } finally {
-        await target.close()
-      }
-    }),
-  )
-  return stale.sort()
 }

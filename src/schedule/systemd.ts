@@ -39,7 +39,9 @@ export async function renderUnits(options: {schedule: string; node: string; bin:
   const name = unitName(options.config)
   const calendar = toOnCalendar(options.schedule)
   const command = [options.node, options.bin, 'schedule', 'run', '--config', options.config].map(systemdQuote).join(' ')
-  const values: Record<string, string> = {name, config: options.config.replace(/\n/g, ' '), schedule: options.schedule, calendar, command}
+  const config = options.config.replace(/\n/g, ' ')
+  // Description= expands specifiers: a % in the path is written %%.
+  const values: Record<string, string> = {name, config, description: config.replace(/%/g, '%%'), schedule: options.schedule, calendar, command}
   const fill = (text: string) => text.replace(/\{\{(\w+)\}\}/g, (_, key: string) => values[key] ?? '')
   const [service, timer] = await Promise.all(['mirror-publish.service', 'mirror-publish.timer'].map((file) => fs.readFile(join(TEMPLATES, file), 'utf8')))
   return {

@@ -5,6 +5,7 @@
 import {createHash} from 'node:crypto'
 
 import {MirrorError} from '../errors.js'
+import {checkRelativePath} from '../targets/paths.js'
 
 export interface ManifestRecord {
   hash: string
@@ -82,6 +83,8 @@ export function parseManifest(data: Buffer, target: string): Manifest {
   const files = new Map<string, ManifestRecord>()
   for (const [path, row] of Object.entries(parsed.files)) {
     if (!Array.isArray(row) || row.length !== 4) throw corrupt(`bad record for ${JSON.stringify(path)}`)
+    // A path mirror could never have published (absolute, "..") means the manifest was forged.
+    if (!isSafeRelativePath(path)) throw corrupt(`unsafe path ${JSON.stringify(path)}`)
     files.set(path, {hash: row[0], size: row[1], mtimeMs: row[2], mode: row[3]})
   }
   return {
@@ -91,5 +94,14 @@ export function parseManifest(data: Buffer, target: string): Manifest {
     publisher: parsed.publisher ?? '',
     complete: parsed.complete !== false,
     files,
+  }
+}
+
+function isSafeRelativePath(path: string): boolean {
+  try {
+    checkRelativePath(path)
+    return true
+  } catch {
+    return false
   }
 }

@@ -50,6 +50,8 @@ export interface TargetOutcome {
   report?: TargetReport
   /** Set when the target failed before or instead of executing. */
   error?: ReturnType<MirrorError['toJSON']>
+  /** What the user should know though the target did not fail (MANIFEST_CORRUPT: rebuilt from the slave). */
+  warnings?: Array<ReturnType<MirrorError['toJSON']>>
 }
 
 export interface PublishResult {
@@ -133,6 +135,7 @@ export async function publish(config: Config, options: PublishOptions = {}): Pro
           }
           const cacheDir = join(config.stateDir, 'targets')
           const loaded = await loadManifest(target, targetConfig, cacheDir)
+          if (loaded.corrupt) outcome.warnings = [withContext(loaded.corrupt, target.name).toJSON()]
           const base = loaded.manifest
           // No trusted manifest (first publish, a damaged one, an interrupted publish): look at everything.
           const listed = Boolean(options.verify) || base === null || !base.complete

@@ -95,6 +95,18 @@ export function formatReport(result: PublishResult): string {
   return lines.join('\n')
 }
 
-export function formatWarnings(result: Pick<PublishResult, 'warnings'>): string[] {
-  return result.warnings.map((w) => `warning: ${showPath(w.path)}: ${w.message}`)
+/** Scan warnings (skipped source files), then each target's (a damaged manifest). */
+export function formatWarnings(result: Pick<PublishResult, 'warnings'> & {targets?: readonly TargetOutcome[]}): string[] {
+  const lines = result.warnings.map((w) => `warning: ${showPath(w.path)}: ${w.message}`)
+  for (const outcome of result.targets ?? []) {
+    for (const w of outcome.warnings ?? []) lines.push(`warning: target ${outcome.target}: ${w.message}${w.suggestion ? `\n  ${w.suggestion}` : ''}`)
+  }
+  return lines
+}
+
+/** A target's error as printed on stderr: the target, the file when there is one, what to do. */
+export function formatTargetError(target: string, error: NonNullable<TargetOutcome['error']>): string {
+  const file = typeof error.path === 'string' ? `, file ${JSON.stringify(error.path)}` : ''
+  const suggestion = typeof error.suggestion === 'string' ? `\n  ${error.suggestion}` : ''
+  return `mirror: target ${target}${file}: ${String(error.message)}${suggestion}`
 }

@@ -7,7 +7,6 @@
 import type {BatchKind, BatchTarget, ErrorJson, WatchEvent} from './events.js'
 import {retryDelay, type RetryPolicy} from './backoff.js'
 import {loadPending, PendingWriter, type PendingSnapshot} from './pending.js'
-import {staleLockOwner} from './stale-lock.js'
 import {MirrorError, toMirrorError} from '../errors.js'
 import type {PublishOptions, PublishResult} from '../sync/publish.js'
 import type {Target} from '../targets/target.js'
@@ -31,6 +30,8 @@ export interface WatchLoopOptions {
   reconcileMs: number
   /** Take over held locks on the first publish of each target (`--break-lock`). */
   breakLock?: boolean
+  /** How long a batch waits for slaves still connecting before it goes on without them. */
+  connectGraceMs?: number
   onEvent: (event: WatchEvent) => void
 }
 
@@ -51,10 +52,14 @@ interface TargetState {
   step: number
   timer?: NodeJS.Timeout
   open?: Target
+  /** A connection being opened (it may outlive the run that started it), and how it failed. */
+  connecting?: Promise<void>
+  connectError?: MirrorError
   breakLock: boolean
 }
 
 const MAX_EVENT_PATHS = 1000
+const CONNECT_GRACE_MS = 2000
 const FULL_RANK: Record<FullKind, number> = {publish: 1, verify: 2}
 
 export class WatchLoop {
@@ -68,6 +73,7 @@ export class WatchLoop {
   private scanGate: Promise<void> = Promise.resolve()
   private fullSeq = 0
   private changeSeq = 0
+  private fullScansStarted = 0
   private stopping = false
 
   constructor(private readonly options: WatchLoopOptions) {
@@ -119,6 +125,11 @@ export class WatchLoop {
     for (const state of this.states.values()) this.requestFullFor(state, kind, reason)
     this.persist()
     this.schedule()
+  }
+
+  /** How many full publishes have started (their scan of the source began). */
+  get fullScans(): number {
+    return this.fullScansStarted
   }
 
   /** Source paths each target is still owed. */
@@ -187,12 +198,15 @@ export class WatchLoop {
   }
 
   private launch(group: TargetState[]): void {
-    for (const state of group) state.busy = true
-    const run = this.run(group)
+    // `run` may hand members that are slow to connect over to runs of their own: those leave
+    // `members`, and only the ones left are freed here.
+    const members = [...group]
+    for (const state of members) state.busy = true
+    const run = this.run(members)
       .catch((error) => this.options.onEvent({event: 'error', error: toMirrorError(error).toJSON()}))
       .finally(() => {
         this.running.delete(run)
-        for (const state of group) state.busy = false
+        for (const state of members) state.busy = false
         this.schedule()
       })
     this.running.add(run)
@@ -200,24 +214,15 @@ export class WatchLoop {
 
   private async run(group: TargetState[]): Promise<void> {
     const started = Date.now()
+    const errors = new Map<string, MirrorError>()
+    const reused = new Set(group.filter((s) => s.open).map((s) => s.name))
+    await this.connect(group, errors)
+    if (group.length === 0) return
+
     const full = group[0].full?.kind
     const kind: BatchKind = group[0].failures > 0 ? 'retry' : (group[0].full?.reason ?? 'changes')
     const taken = new Map(group.map((s) => [s.name, {paths: new Map(s.paths), seq: s.full?.seq}]))
     const only = full ? undefined : [...new Set(group.flatMap((s) => [...s.paths.keys()]))].sort()
-    const errors = new Map<string, MirrorError>()
-    const reused = new Set(group.filter((s) => s.open).map((s) => s.name))
-
-    await Promise.all(
-      group
-        .filter((s) => !s.open)
-        .map(async (state) => {
-          try {
-            state.open = await this.options.openTarget(state.name)
-          } catch (error) {
-            errors.set(state.name, toMirrorError(error))
-          }
-        }),
-    )
     const connected = group.filter((s) => s.open && !errors.has(s.name))
     let result: PublishResult | undefined
     const sent = new Set<string>()
@@ -225,6 +230,7 @@ export class WatchLoop {
     if (connected.length > 0 && !this.stopping) {
       // One scan at a time: concurrent scans would race on the master's hash cache file.
       const release = await this.enterScan()
+      if (full) this.fullScansStarted++
       try {
         result = await this.options.publish({
           targets: connected.map((s) => s.name),
@@ -292,17 +298,54 @@ export class WatchLoop {
     })
   }
 
+  /**
+   * Opens the targets of `group` that have no connection. A target that takes longer than
+   * `connectGraceMs` (a host that does not answer, until its timeout) is taken out of the
+   * group and goes on in a run of its own, so the others are published without waiting.
+   */
+  private async connect(group: TargetState[], errors: Map<string, MirrorError>): Promise<void> {
+    const pending = group.filter((s) => !s.open)
+    if (pending.length === 0) return
+    const attempts = pending.map((state) => {
+      state.connecting ??= this.options.openTarget(state.name).then(
+        async (target) => {
+          // Connected after a stop: nobody will use it.
+          if (this.stopping) await target.close()
+          else state.open = target
+        },
+        (error) => {
+          state.connectError = toMirrorError(error)
+        },
+      )
+      return state.connecting
+    })
+    let timer: NodeJS.Timeout | undefined
+    const waits: Array<Promise<unknown>> = [Promise.all(attempts), new Promise((resolve) => this.abort.signal.addEventListener('abort', resolve, {once: true}))]
+    if (group.length > 1) waits.push(new Promise((resolve) => (timer = setTimeout(resolve, this.options.connectGraceMs ?? CONNECT_GRACE_MS))))
+    await Promise.race(waits)
+    clearTimeout(timer)
+    for (const state of pending) {
+      if (state.connectError) {
+        errors.set(state.name, state.connectError)
+        state.connecting = state.connectError = undefined
+      } else if (state.open) {
+        state.connecting = undefined
+      } else if (this.stopping) {
+        errors.set(state.name, new MirrorError('INTERRUPTED', 'interrupted', {target: state.name}))
+      } else {
+        group.splice(group.indexOf(state), 1)
+        this.launch([state])
+      }
+    }
+  }
+
   /** Books a failure; returns the delay before the next attempt (none when stopping). */
   private async failed(state: TargetState, error: MirrorError, reused: boolean): Promise<number | undefined> {
     state.failures++
     let delay: number
-    const stale = error.code === 'LOCKED' && state.open ? await staleLockOwner(state.open) : null
-    if (stale) {
-      // Left by a mirror of this machine that is gone (killed): nobody is publishing.
-      this.warn(`taking over the lock left by pid ${stale.pid} (${stale.command ?? 'mirror'}), which is no longer running`, {target: state.name})
-      state.breakLock = true
-      delay = 0
-    } else if (reused && state.failures === 1) {
+    // (A lock left by a mirror of this machine that is gone is taken over by publish itself:
+    // a LOCKED that reaches us is a live publisher's, and is waited for.)
+    if (reused && state.failures === 1) {
       // The connection was open from an earlier batch: the slave may just have dropped an idle
       // connection (or its root changed under us). Reconnect and try once at once.
       delay = 0
@@ -310,9 +353,10 @@ export class WatchLoop {
       state.step++
       delay = retryDelay(state.step, error.retryable, this.options.retry)
     }
-    // A root that went away (an unmounted disk, a slave rebuilt) may come back empty or old:
-    // the pending paths are not enough, so its catch-up compares everything.
-    if (error.code === 'ROOT_MISSING') this.requestFullFor(state, 'verify', 'retry')
+    // After a network hiccup or a lock the slave is as we left it and its pending paths are
+    // enough. Any other failure (a root that went away and may come back empty, a full disk,
+    // a failed write) may have left it otherwise: its catch-up compares everything.
+    if (!error.retryable && error.code !== 'INTERRUPTED') this.requestFullFor(state, 'verify', 'retry')
     if (error.code !== 'LOCKED') await this.dropConnection(state)
     if (this.stopping || error.code === 'INTERRUPTED') return undefined
     state.timer = setTimeout(() => {

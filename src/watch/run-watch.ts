@@ -58,6 +58,8 @@ function settings(config: Config): {debounce: number; reconcile: number; renderI
 
 export async function startWatch(config: Config, options: WatchOptions): Promise<WatchSession> {
   const emit = options.onEvent
+  // With --render the first render may create the source.
+  if (options.render && config.render) await fs.mkdir(config.source, {recursive: true})
   const stat = await fs.stat(config.source).catch(() => null)
   if (!stat?.isDirectory()) {
     throw new MirrorError('USAGE', `source ${config.source} does not exist or is not a directory`, {
@@ -130,14 +132,16 @@ export async function startWatch(config: Config, options: WatchOptions): Promise
     const ready = new Promise<void>((resolve) => (resolveReady = resolve))
     const startWatcher = () => {
       const started = Date.now()
+      const scansBefore = loop.fullScans
       watcher = watchSource(config.source, {
         ignored,
         onPath: (path) => batcher.add(path),
         onReady: () => {
           emit({event: 'ready', durationMs: Date.now() - started})
-          // The first publish did not wait for the crawl: what changed in a directory after the
-          // publish read it and before the watcher covered it is caught by one more pass.
-          loop.requestFull('publish', 'catch-up')
+          // The first publish did not wait for the crawl: what changed in a directory after a
+          // scan read it and before the watcher covered it is caught by one more pass. A full
+          // publish still to come covers it by itself.
+          if (loop.fullScans > scansBefore) loop.requestFull('publish', 'catch-up')
           resolveReady()
         },
         onError: (error) => {
@@ -195,6 +199,12 @@ export async function startWatch(config: Config, options: WatchOptions): Promise
     }
 
     emit({event: 'watching', source: config.source, targets: names, debounceMs, reconcileS: reconcileMs / 1000, pending: loop.pendingCounts(), ...(renderHook ? {renderHook} : {})})
+    if (attempt.tookOver) {
+      // Killed (SIGKILL, a crash, a reboot) in the middle of a batch, it may have left
+      // temporary files on the slaves: a full comparison finds and removes them.
+      emit({event: 'warning', message: `the previous watch (pid ${attempt.tookOver.pid}) did not stop cleanly: comparing every slave in full`})
+      loop.requestFull('verify', 'initial')
+    }
     loop.start()
     const rootTimer = setInterval(() => void checkRoot('catch-up'), options.rootCheckMs ?? 1000)
 

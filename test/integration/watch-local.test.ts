@@ -2,6 +2,7 @@
 // deletes and bursts reach the slaves; a slave whose root disappears is caught up when it comes
 // back; a stopped watch resumes; stopping never leaves a temporary or half-written file.
 
+import {spawn} from 'node:child_process'
 import {existsSync} from 'node:fs'
 import * as fs from 'node:fs/promises'
 import {join} from 'node:path'
@@ -132,24 +133,32 @@ t.test('a file being written slowly is never published half-written', async (t) 
   const p = await project()
   // A settle time (= debounce) well above the writer's pauses, even on a loaded machine.
   await watch(t, p, {debounceMs: 300})
-  const chunk = 'x'.repeat(4096)
-  const handle = await fs.open(p.src('big.html'), 'w')
-  const seen = new Set<number>()
-  const target = join(p.slave('www1'), 'big.html')
-  // Written for ~3 s in small pieces: longer than the longest wait for a quiet moment (so a
-  // batch is cut while it is written), with pauses much shorter than the settle time.
   const pieces = 150
+  const size = pieces * 4096
+  const target = join(p.slave('www1'), 'big.html')
+  // Another process writes for ~3 s in small pieces: longer than the longest wait for a quiet
+  // moment (so a batch is cut while it is written), with pauses much shorter than the settle time.
+  const writer = spawn(process.execPath, ['-e', `
+    const fs = require('node:fs')
+    const fd = fs.openSync(process.argv[1], 'w')
+    let i = 0
+    const timer = setInterval(() => {
+      fs.writeSync(fd, Buffer.alloc(4096, 120))
+      if (++i === ${pieces}) { clearInterval(timer); fs.closeSync(fd) }
+    }, 20)`, p.src('big.html')])
+  const done = new Promise((resolve) => writer.on('close', resolve))
   const started = Date.now()
-  for (let i = 0; i < pieces; i++) {
-    await handle.write(chunk)
-    await sleep(20)
+  const seen = new Set<number>()
+  let writing = true
+  void done.then(() => (writing = false))
+  while (writing) {
     const s = await fs.stat(target).catch(() => null)
     if (s) seen.add(s.size)
+    await sleep(10)
   }
-  await handle.close()
   t.ok(Date.now() - started > 2400, 'written for longer than a batch may wait')
-  t.ok(await until(async () => (await fs.stat(target).catch(() => null))?.size === pieces * 4096, 10_000), 'published once complete')
-  t.same([...seen].filter((size) => size !== pieces * 4096), [], 'no partial version ever appeared on the slave')
+  t.ok(await until(async () => (await fs.stat(target).catch(() => null))?.size === size, 10_000), 'published once complete')
+  t.same([...seen].filter((s) => s !== size), [], 'no partial version ever appeared on the slave')
 })
 
 t.test('a slave whose root disappears is caught up when it comes back; the others go on', async (t) => {

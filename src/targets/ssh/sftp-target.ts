@@ -376,19 +376,23 @@ export class SftpTarget implements Target {
    * handle closed and the temporary file removed, so the final name keeps its old content.
    */
   private async abandon(channel: SftpChannel, error: unknown, path: string, temp: string, handle: Buffer | undefined, needed: number): Promise<MirrorError> {
-    let failure = error
-    const dir = posix.dirname(temp)
+    const failure = await this.failWrite(channel, error, posix.dirname(temp), path, needed)
+    if (handle) await channel.close(handle).catch(() => {})
+    await channel.unlink(temp).catch(() => {})
+    return failure
+  }
+
+  /** `fail` for a write into `dir`: DISK_FULL when the disk is why (sftp-server reports ENOSPC as plain "Failure"). */
+  private async failWrite(channel: SftpChannel, error: unknown, dir: string, path: string, needed: number): Promise<MirrorError> {
     if (sftpStatus(error) === SFTP_STATUS.FAILURE && (await this.diskFull(channel, dir, needed))) {
-      failure = new MirrorError('DISK_FULL', "the slave's disk is full", {
+      return new MirrorError('DISK_FULL', "the slave's disk is full", {
         target: this.name,
         path,
         suggestion: `Free space on the file system of ${dir} on the slave; the old file was left in place.`,
         cause: error,
       })
     }
-    if (handle) await channel.close(handle).catch(() => {})
-    await channel.unlink(temp).catch(() => {})
-    return this.fail(failure, path)
+    return this.fail(error, path)
   }
 
   /** Renames `from` over `to` atomically (posix-rename), or as close as the server allows. */
@@ -515,9 +519,10 @@ export class SftpTarget implements Target {
       await channel.close(openHandle)
       await this.replace(channel, temp, file)
     } catch (error) {
+      const failure = await this.failWrite(channel, error, posix.dirname(file), `(state) ${name}`, data.length)
       if (handle) await channel.close(handle).catch(() => {})
       await channel.unlink(temp).catch(() => {})
-      throw this.fail(error, `(state) ${name}`)
+      throw failure
     }
   }
 
@@ -555,9 +560,10 @@ export class SftpTarget implements Target {
       await channel.write(handle, body, 0, body.length, 0)
       await channel.close(handle)
     } catch (error) {
+      const failure = await this.failWrite(channel, error, this.stateAbs, '(state) lock', body.length)
       await channel.close(handle).catch(() => {})
       await channel.unlink(file).catch(() => {})
-      throw this.fail(error, '(state) lock')
+      throw failure
     }
     this.lockToken = token
   }

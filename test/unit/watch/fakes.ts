@@ -11,7 +11,6 @@ export class FakeTarget implements Target {
   readonly capabilities = {copyData: false, exec: false, maxTransfers: 4}
   connects = 0
   closes = 0
-  lockContent: string | null = null
 
   constructor(readonly name: string) {
     this.url = `fake://${name}`
@@ -38,8 +37,8 @@ export class FakeTarget implements Target {
     return true
   }
   async backup(): Promise<void> {}
-  async readState(name: string): Promise<Buffer | null> {
-    return name === 'lock' && this.lockContent !== null ? Buffer.from(this.lockContent) : null
+  async readState(): Promise<Buffer | null> {
+    return null
   }
   async writeState(): Promise<void> {}
   async statState(): Promise<RemoteStat | null> {
@@ -74,7 +73,11 @@ export class FakePublisher {
   received = new Map<string, Map<string, number>>()
   targets = new Map<string, FakeTarget>()
 
+  /** Milliseconds a target takes to connect (a host that does not answer). */
+  connectDelay = new Map<string, number>()
+
   openTarget = async (name: string): Promise<Target> => {
+    await sleep(this.connectDelay.get(name) ?? 0)
     const failure = this.failures.get(name)
     if (failure && failure.code !== 'LOCKED' && failure.code !== 'TRANSFER_FAILED') throw failure
     const target = new FakeTarget(name)

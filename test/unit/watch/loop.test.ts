@@ -2,7 +2,6 @@
 // never holding the others back, its changes kept (also across a restart) and caught up.
 
 import {readFileSync} from 'node:fs'
-import {hostname} from 'node:os'
 import {join} from 'node:path'
 
 import t from 'tap'
@@ -156,28 +155,25 @@ t.test('changes arriving during a publish go out in the next batch, none lost', 
   await s.loop.stop()
 })
 
-t.test('a stale lock left by a dead mirror of this host is taken over', async (t) => {
-  const s = setup()
-  await started(s)
-  s.fake.failures.set('www1', new MirrorError('LOCKED', 'locked by root@here', {target: 'www1'}))
-  s.fake.targets.get('www1')!.lockContent = JSON.stringify({host: hostname(), user: 'root', pid: 2 ** 22 + 12345, since: '2026-01-01T00:00:00Z', command: 'watch'})
-  s.loop.addPaths(['a.html'])
-  await until(() => s.fake.got('www1').includes('a.html'))
-  t.ok(s.fake.calls.some((c) => c.breakLock && c.targets.join() === 'www1'), 'published again with breakLock, alone')
-  const warning = s.events.find((e) => e.event === 'warning')
-  t.match(warning, {event: 'warning', target: 'www1', message: /taking over the lock left by pid \d+ \(watch\), which is no longer running/})
-  await s.loop.stop()
-})
-
 t.test('a lock held by a live publisher is waited for, never broken', async (t) => {
   const s = setup()
   await started(s)
   s.fake.failures.set('www1', new MirrorError('LOCKED', 'locked by ann@otherhost', {target: 'www1'}))
-  s.fake.targets.get('www1')!.lockContent = JSON.stringify({host: 'otherhost', user: 'ann', pid: 4242, since: '2026-01-01T00:00:00Z', command: 'publish'})
   s.loop.addPaths(['a.html'])
   await until(() => s.batches().filter((b) => !b.ok).length >= 2)
   t.notOk(s.fake.calls.some((c) => c.breakLock), 'no breakLock')
   t.equal(s.loop.pendingCounts().www1, 1)
+  await s.loop.stop()
+})
+
+t.test('--break-lock applies to the first publish of each target only', async (t) => {
+  const s = setup({breakLock: true})
+  await s.loop.load()
+  s.loop.start()
+  await s.loop.whenIdle()
+  s.loop.addPaths(['a.html'])
+  await s.loop.whenIdle()
+  t.same(s.fake.calls.map((c) => c.breakLock), [true, false])
   await s.loop.stop()
 })
 
@@ -220,4 +216,32 @@ t.test('a path no segment takes is reported once and not published', async (t) =
   t.equal(warnings.length, 1)
   t.match(warnings[0], {path: 'notes.txt', message: /matches no segment/})
   await s.loop.stop()
+})
+
+t.test('a slave slow to connect does not delay the others: it goes on in a run of its own', async (t) => {
+  const fake = new FakePublisher()
+  fake.connectDelay.set('www2', 600)
+  const s = setup({connectGraceMs: 100}, fake)
+  const began = Date.now()
+  await s.loop.load()
+  s.loop.start()
+  await until(() => s.fake.got('www1').length > 0)
+  t.ok(Date.now() - began < 500, 'www1 was published without waiting for www2')
+  await s.loop.whenIdle()
+  t.ok(s.fake.got('www2').length > 0, 'www2 was published once connected')
+  t.same(s.fake.calls.map((c) => c.targets), [['img', 'www1'], ['www2']])
+  await s.loop.stop()
+})
+
+t.test('stop does not wait for a connection that does not answer', async (t) => {
+  const fake = new FakePublisher()
+  fake.connectDelay.set('www2', 5000)
+  const s = setup({connectGraceMs: 50}, fake)
+  await s.loop.load()
+  s.loop.start()
+  await until(() => s.fake.got('www1').length > 0)
+  const before = Date.now()
+  await s.loop.stop()
+  t.ok(Date.now() - before < 1000, 'stopped at once')
+  t.match(s.events.at(-1), {event: 'stopped'})
 })

@@ -1,0 +1,91 @@
+// Faults that cut a publish short over SSH: the slave's sshd killed mid-publish, and the master
+// itself killed (SIGKILL). Either way nothing is half-written under a final name, the manifest on
+// the slave tells the truth, and the next publish finishes the job without re-sending what landed.
+
+import {existsSync} from 'node:fs'
+import {join} from 'node:path'
+
+import t from 'tap'
+
+import {assertManifestTruthful, assertWhole, countFiles, exited, faultProject, guardOutside, leftovers, manyFiles, until} from '../helpers/faults.js'
+
+const TOTAL = 2000
+
+t.test('sshd killed mid-publish: the other target completes, nothing half-written, the next publish finishes', async (t) => {
+  const files = manyFiles(TOTAL)
+  const p = await faultProject(t, {slaves: ['a', 'b'], files, targetOptions: {a: 'transfers: 2'}})
+  const a = p.slaves.a
+  const guard = await guardOutside(p)
+  const child = p.spawn(['publish', '--json'])
+  const done = exited(child)
+  // Killed once the publish has recorded progress on the slave (the manifest is flushed as files land).
+  await until('a manifest written mid-publish and files landed', async () => existsSync(join(a.state, 'manifest.json')) && (await countFiles(a.root)) > 100)
+  await a.sshd.stop()
+  const r = await done
+  t.equal(r.code, 3, 'exit 3: partial')
+  const out = JSON.parse(r.stdout)
+  const failed = p.outcome(out, 'a')
+  t.equal(failed.error?.code, 'CONNECTION_LOST', 'the lost connection is named as such')
+  t.equal(failed.error?.target, 'a')
+  t.equal(p.outcome(out, 'b').report?.sent, TOTAL, 'the other target got everything')
+
+  const landed = await countFiles(a.root)
+  t.ok(landed > 0 && landed < TOTAL, `partly published (${landed} of ${TOTAL})`)
+  await assertWhole(t, a.root, (path) => (files[path] === undefined ? undefined : [files[path]]))
+  const manifest = await assertManifestTruthful(t, a)
+  t.equal(manifest?.complete, false, 'the manifest says the publish did not finish')
+
+  await p.restart('a')
+  // The resume may go fast: only the interrupted run had to be slow enough to cut short.
+  p.options.targetOptions = {}
+  await p.writeConfig()
+  const again = await p.json(['publish'])
+  t.equal(again.code, 0, again.stderr)
+  const report = p.outcome(again.out, 'a').report!
+  t.equal(report.sent, TOTAL - landed, 'only what had not landed is sent')
+  t.equal(p.outcome(again.out, 'b').report?.sent, 0, 'the complete target is left alone')
+  t.equal(await countFiles(a.root), TOTAL, 'every file there')
+  await assertWhole(t, a.root, (path) => (files[path] === undefined ? undefined : [files[path]]), 'every file has its content')
+  t.same(await leftovers(a.root), [], 'temporary files left by the kill are removed')
+  t.equal((await assertManifestTruthful(t, a))?.files, TOTAL)
+  await guard.check(t)
+})
+
+t.test('master SIGKILLed mid-publish over SSH: the next publish resumes, re-sends nothing, cleans up', async (t) => {
+  const files = manyFiles(TOTAL)
+  const p = await faultProject(t, {slaves: ['a'], files, targetOptions: {a: 'transfers: 2'}})
+  const a = p.slaves.a
+  const guard = await guardOutside(p)
+  const child = p.spawn(['publish'])
+  const done = exited(child)
+  await until('a manifest written mid-publish and files landed', async () => existsSync(join(a.state, 'manifest.json')) && (await countFiles(a.root)) > 100)
+  child.kill('SIGKILL')
+  const r = await done
+  t.equal(r.signal, 'SIGKILL', 'the publisher was killed, not finished')
+  // sftp-server may still carry out requests it had read before the connection dropped.
+  let landed = -1
+  await until('the slave to settle', async () => {
+    const now = await countFiles(a.root)
+    const settled = now === landed
+    landed = now
+    return settled
+  }, 10_000, 300)
+  t.ok(landed > 0 && landed < TOTAL, `partly published (${landed} of ${TOTAL})`)
+  await assertWhole(t, a.root, (path) => (files[path] === undefined ? undefined : [files[path]]))
+  t.equal((await assertManifestTruthful(t, a))?.complete, false)
+  t.ok(existsSync(join(a.state, 'lock')), 'the killed publisher left its lock')
+
+  // The lock of a dead publisher on this host is taken over; the listing adopts what landed.
+  p.options.targetOptions = {}
+  await p.writeConfig()
+  const again = await p.json(['publish'])
+  t.equal(again.code, 0, again.stderr)
+  const outcome = p.outcome(again.out, 'a')
+  t.equal(outcome.report?.sent, TOTAL - landed, 'nothing that landed is sent again')
+  t.equal((outcome.plan?.unchanged ?? 0) + (outcome.report?.adopted ?? 0), landed, 'what landed is recognised')
+  t.equal(await countFiles(a.root), TOTAL)
+  await assertWhole(t, a.root, (path) => (files[path] === undefined ? undefined : [files[path]]), 'every file has its content')
+  t.same(await leftovers(a.root), [], 'no temporary file left behind')
+  t.notOk(existsSync(join(a.state, 'lock')), 'lock released')
+  await guard.check(t)
+})
