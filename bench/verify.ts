@@ -150,7 +150,8 @@ async function hashFile(abs: string): Promise<string> {
 export function verdictText(verdicts: Verdict[]): string {
   const bad = verdicts.filter((v) => !v.ok)
   const dirs = verdicts.reduce((n, v) => n + v.extraDirs, 0)
-  const dirNote = dirs > 0 ? ` (+${dirs} empty dirs)` : ''
+  const mtimes = verdicts.reduce((n, v) => n + v.mtimeDiffers, 0)
+  const dirNote = (dirs > 0 ? ` (+${dirs} empty dirs)` : '') + (mtimes > 0 ? ` (mtime differs on ${mtimes})` : '')
   if (bad.length === 0) return `ok${dirNote}`
   const sum = (k: 'missing' | 'extra' | 'differ' | 'other') => verdicts.reduce((n, v) => n + v[k], 0)
   const parts = [['missing', sum('missing')], ['extra', sum('extra')], ['differ', sum('differ')], ['odd', sum('other')]].filter(([, n]) => Number(n) > 0)

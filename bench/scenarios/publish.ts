@@ -90,7 +90,7 @@ export const publishModule: ScenarioModule = {
       const runs = ctx.options.runs ?? (name === 'large' ? 3 : 5)
       const data = await benchCorpus(ctx, env, corpus, scenarios, tools, runs, result)
       corpora.push(data)
-      result.sections.push(...sectionsFor(ctx, data, tools))
+      result.sections.push(...sectionsFor(ctx, data))
     }
     let rss: Rss100kResult | undefined
     if (ctx.options.scenarios.includes('rss100k') && ctx.options.tools.includes('mirror')) {
@@ -266,7 +266,7 @@ async function benchCorpus(ctx: BenchContext, env: PublishEnv, corpus: Corpus, s
   return {corpus: corpus.spec.name, files: corpus.files, bytes: corpus.bytes, mutation, runs, scenarios: results}
 }
 
-function sectionsFor(ctx: BenchContext, data: CorpusResult, tools: Array<Publisher & {skipped?: string}>): Section[] {
+function sectionsFor(ctx: BenchContext, data: CorpusResult): Section[] {
   const wireHeader = ctx.wire.exact ? 'wire MB' : 'wire MB (n/a)'
   const rows: string[][] = []
   const skipped = new Set<string>()
@@ -298,7 +298,6 @@ function sectionsFor(ctx: BenchContext, data: CorpusResult, tools: Array<Publish
     const mirror = s.tools.find((t) => t.tool === 'mirror')
     return [s.scenario, ratioText(s.ratios?.wall, s.ratios?.goalWall), s.ratios?.goalWall !== undefined ? `≤ ${s.ratios.goalWall}` : '', ratioText(s.ratios?.wire, s.ratios?.goalWire), s.ratios?.goalWire !== undefined ? `≤ ${s.ratios.goalWire}` : '–', mirror?.correct ?? mirror?.skipped ?? '–']
   })
-  void tools
   return [
     {
       title: `publish, ${data.corpus} corpus`,

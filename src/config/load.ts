@@ -64,7 +64,7 @@ export function parseConfig(text: string, file: string): Config {
     throw invalid(file, doc.errors.map((e) => `YAML: ${e.message.split('\n')[0]}`))
   }
   const parsed = configSchema.safeParse(doc.toJS() ?? {})
-  if (!parsed.success) throw invalid(file, parsed.error.issues.map(formatIssue))
+  if (!parsed.success) throw invalid(file, parsed.error.issues.flatMap(formatIssues))
   const raw = parsed.data
   const cross = crossCheck(raw)
   if (cross.length > 0) throw invalid(file, cross.map(([key, message]) => `${key}: ${message}`))
@@ -77,6 +77,18 @@ function invalid(file: string, problems: string[]): MirrorError {
   })
 }
 
+/**
+ * A union (a target: URL string or object) that failed: when the value has the shape of one
+ * branch (an object), that branch's own problems, each with its key, instead of one vague line.
+ */
+function formatIssues(issue: z.core.$ZodIssue): string[] {
+  if (issue.code === 'invalid_union') {
+    const branch = issue.errors.find((errors) => errors.length > 0 && !errors.some((e) => e.code === 'invalid_type' && e.path.length === 0))
+    if (branch) return branch.flatMap((e) => formatIssues({...e, path: [...issue.path, ...e.path]}))
+  }
+  return [formatIssue(issue)]
+}
+
 /** `segments[1].targets[0]: no target named "cache3"` style: the key path, then the message. */
 function formatIssue(issue: z.core.$ZodIssue): string {
   let key = ''
@@ -86,6 +98,7 @@ function formatIssue(issue: z.core.$ZodIssue): string {
   }
   let message = issue.message
   if (issue.code === 'unrecognized_keys') message = `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')}`
+  else if (issue.code === 'invalid_type' && message.endsWith('received undefined')) message = `missing (a ${issue.expected} is required)`
   else if (issue.code === 'invalid_type') message = `expected ${issue.expected}${message.includes('received') ? `, ${message.split(', ').pop()}` : ''}`
   else if (issue.code === 'invalid_union') message = 'expected a URL string or an object with "url"'
   return `${key || '(top level)'}: ${message}`

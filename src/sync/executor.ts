@@ -114,6 +114,7 @@ export async function executePlan(target: Target, plan: TargetPlan, options: Exe
   const ordered = [...transfers.filter((a) => !isPage(a.path)), ...transfers.filter((a) => isPage(a.path))]
   const limit = pLimit(Math.max(1, target.capabilities.maxTransfers))
   let fatal: MirrorError | undefined
+  let firstFailure: MirrorError | undefined
 
   const attempt = async (action: Action, work: () => Promise<void>) => {
     if (fatal || options.signal?.aborted) return
@@ -121,6 +122,7 @@ export async function executePlan(target: Target, plan: TargetPlan, options: Exe
       await work()
     } catch (error) {
       const err = withContext(error, target.name, action.path)
+      firstFailure ??= err
       report.failed.push({path: action.path, code: err.code, message: err.message})
       emit({type: 'file-failed', target: target.name, path: action.path, error: err.toJSON()})
       // A dead connection or a full disk fails every later file the same way: stop early.
@@ -190,10 +192,24 @@ export async function executePlan(target: Target, plan: TargetPlan, options: Exe
   const failure = fatal ?? stopped ?? (options.signal?.aborted ? new MirrorError('INTERRUPTED', 'interrupted', {target: target.name}) : undefined)
   if (failure || report.failed.length > 0) {
     report.ok = false
-    report.error = (failure ?? new MirrorError('TRANSFER_FAILED', `${report.failed.length} file(s) failed`, {target: target.name})).toJSON()
+    report.error = (failure ?? summarizeFailures(target.name, report.failed, firstFailure!)).toJSON()
   }
   report.durationMs = Date.now() - started
   return report
+}
+
+/**
+ * The target's error when files failed: a single failure is its own error (with its file); for
+ * several, how many and the first, under their code when they all share it.
+ */
+function summarizeFailures(target: string, failed: TargetReport['failed'], first: MirrorError): MirrorError {
+  if (failed.length === 1) return first
+  const code = failed.every((f) => f.code === first.code) ? first.code : 'TRANSFER_FAILED'
+  return new MirrorError(code, `${failed.length} files failed; the first, ${JSON.stringify(first.path)}: ${first.message}`, {
+    target,
+    suggestion: first.suggestion,
+    retryable: first.retryable,
+  })
 }
 
 /** Files larger than this are always sent whole: a delta needs the new file in memory. */

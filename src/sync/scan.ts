@@ -6,7 +6,7 @@
 import {createHash} from 'node:crypto'
 import {createReadStream, type Stats} from 'node:fs'
 import * as fs from 'node:fs/promises'
-import {join, relative, sep} from 'node:path'
+import {isAbsolute, join, relative, sep} from 'node:path'
 
 import pLimit from 'p-limit'
 
@@ -164,7 +164,8 @@ async function resolveInTree(realRoot: string, abs: string): Promise<{abs: strin
     return 'it points to nothing'
   }
   const rel = relative(realRoot, real)
-  if (rel.startsWith('..') || rel.startsWith(sep) || rel === '') return 'it points outside the source tree'
+  // `..foo` is a name inside the tree; only `..` as a whole component leads out of it.
+  if (rel === '' || rel === '..' || rel.startsWith(`..${sep}`) || isAbsolute(rel)) return 'it points outside the source tree'
   const stats = await fs.stat(real)
   if (!stats.isFile()) return 'it points to a directory (not followed)'
   return {abs: real, stats}

@@ -320,10 +320,12 @@ export class WatchLoop {
       return state.connecting
     })
     let timer: NodeJS.Timeout | undefined
-    const waits: Array<Promise<unknown>> = [Promise.all(attempts), new Promise((resolve) => this.abort.signal.addEventListener('abort', resolve, {once: true}))]
+    let onAbort: (() => void) | undefined
+    const waits: Array<Promise<unknown>> = [Promise.all(attempts), new Promise<void>((resolve) => this.abort.signal.addEventListener('abort', (onAbort = () => resolve()), {once: true}))]
     if (group.length > 1) waits.push(new Promise((resolve) => (timer = setTimeout(resolve, this.options.connectGraceMs ?? CONNECT_GRACE_MS))))
     await Promise.race(waits)
     clearTimeout(timer)
+    this.abort.signal.removeEventListener('abort', onAbort!)
     for (const state of pending) {
       if (state.connectError) {
         errors.set(state.name, state.connectError)

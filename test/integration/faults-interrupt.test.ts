@@ -75,6 +75,12 @@ t.test('master SIGKILLed mid-publish over SSH: the next publish resumes, re-send
   t.equal((await assertManifestTruthful(t, a))?.complete, false)
   t.ok(existsSync(join(a.state, 'lock')), 'the killed publisher left its lock')
 
+  // `mirror status` over SSH tells what happened: who holds the lock, what is left over.
+  const status = (await p.json(['status'])).out.targets[0] as unknown as {lockedBy?: {pid: number}; leftovers: string[]; customized: string[]; missing: string[]}
+  t.equal(status.lockedBy?.pid, child.pid, 'status names the killed publisher as the lock holder')
+  t.same(status.leftovers, await leftovers(a.root), 'status lists the temporary files left behind')
+  t.same([status.customized, status.missing], [[], []], 'and no drift: the manifest lists only what landed')
+
   // The lock of a dead publisher on this host is taken over; the listing adopts what landed.
   p.options.targetOptions = {}
   await p.writeConfig()

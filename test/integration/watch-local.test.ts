@@ -215,6 +215,26 @@ t.test('stopping in the middle of a big batch leaves no temporary or half-writte
   t.notOk(existsSync(join(p.dir, '.mirror/watch.lock')), 'the watch lock is released')
 })
 
+t.test('the periodic reconcile repairs a file deleted on a slave, and keeps a slave\'s own edit', async (t) => {
+  const p = await project()
+  const w = await watch(t, p, {reconcileMs: 400})
+  await fs.rm(join(p.slave('www1'), 'about.html'))
+  await fs.writeFile(join(p.slave('www2'), 'index.html'), 'edited on www2')
+  t.ok(await until(() => existsSync(join(p.slave('www1'), 'about.html'))), 'the deleted file is back')
+  t.equal(await fs.readFile(join(p.slave('www1'), 'about.html'), 'utf8'), sampleSite['about.html'])
+  t.ok(await until(() => w.batches().some((b) => b.kind === 'reconcile' && b.targets.some((x) => x.target === 'www2' && x.kept === 1))), 'the edit on www2 is reported as kept')
+  t.equal(await fs.readFile(join(p.slave('www2'), 'index.html'), 'utf8'), 'edited on www2', 'and left alone')
+})
+
+t.test('poke (SIGHUP without --render) reconciles at once', async (t) => {
+  const p = await project()
+  const w = await watch(t, p)
+  await fs.rm(join(p.slave('www2'), 'css/site.css'))
+  w.session.poke('SIGHUP')
+  t.ok(await until(() => existsSync(join(p.slave('www2'), 'css/site.css'))), 'repaired')
+  t.ok(await until(() => w.batches().some((b) => b.kind === 'reconcile')), 'reported as a reconcile')
+})
+
 t.test('one watch per config', async (t) => {
   const p = await project()
   await watch(t, p)

@@ -67,6 +67,8 @@ export interface StatVfs {
   bavail: number
   bfree: number
   favail: number
+  /** Mounted read-only (ST_RDONLY). */
+  readOnly: boolean
 }
 
 export interface ConnectionOptions {
@@ -710,6 +712,8 @@ export class SftpChannel {
       bavail: Number(vfs.f_bavail),
       bfree: Number(vfs.f_bfree),
       favail: Number(vfs.f_favail),
+      // SSH2_FXE_STATVFS_ST_RDONLY
+      readOnly: (Number(vfs.f_flag) & 1) === 1,
     }))
   }
 }

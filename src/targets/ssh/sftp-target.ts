@@ -62,7 +62,7 @@ export class SftpTarget implements Target {
   private stateAbs = ''
   /** Directories under the root checked (or being checked) with lstat; only real directories stay. */
   private readonly dirs = new Map<string, Promise<DirState>>()
-  private readonly mkdirs = new Map<string, Promise<void>>()
+  private readonly mkdirs = new Map<string, Promise<unknown>>()
   /** State directories made during this run (absolute). */
   private readonly stateDirs = new Map<string, Promise<void>>()
   private remoteHash = true
@@ -382,13 +382,25 @@ export class SftpTarget implements Target {
     return failure
   }
 
-  /** `fail` for a write into `dir`: DISK_FULL when the disk is why (sftp-server reports ENOSPC as plain "Failure"). */
+  /**
+   * `fail` for a write into `dir`: DISK_FULL or a read-only PERMISSION_DENIED when the file
+   * system is why (sftp-server reports ENOSPC and EROFS as a plain "Failure").
+   */
   private async failWrite(channel: SftpChannel, error: unknown, dir: string, path: string, needed: number): Promise<MirrorError> {
-    if (sftpStatus(error) === SFTP_STATUS.FAILURE && (await this.diskFull(channel, dir, needed))) {
+    const why = sftpStatus(error) === SFTP_STATUS.FAILURE ? await this.fileSystemTrouble(channel, dir, needed) : undefined
+    if (why === 'full') {
       return new MirrorError('DISK_FULL', "the slave's disk is full", {
         target: this.name,
         path,
         suggestion: `Free space on the file system of ${dir} on the slave; the old file was left in place.`,
+        cause: error,
+      })
+    }
+    if (why === 'read-only') {
+      return new MirrorError('PERMISSION_DENIED', `the file system of ${dir} on the slave is read-only`, {
+        target: this.name,
+        path,
+        suggestion: 'Remount it read-write on the slave, or point the target at a writable directory.',
         cause: error,
       })
     }
@@ -411,14 +423,15 @@ export class SftpTarget implements Target {
     }
   }
 
-  /** After a generic SFTP failure: was it the disk? (sftp-server reports ENOSPC as plain "Failure".) */
-  private async diskFull(channel: SftpChannel, dir: string, needed: number): Promise<boolean> {
-    if (!this.connection.extensions.statvfs) return false
+  /** After a generic SFTP failure: is the file system full or read-only? */
+  private async fileSystemTrouble(channel: SftpChannel, dir: string, needed: number): Promise<'full' | 'read-only' | undefined> {
+    if (!this.connection.extensions.statvfs) return undefined
     try {
       const vfs = await channel.statvfs(dir)
-      return vfs.favail === 0 || vfs.bavail * vfs.frsize <= Math.max(needed, 0) || vfs.bfree === 0
+      if (vfs.readOnly) return 'read-only'
+      return vfs.favail === 0 || vfs.bavail * vfs.frsize <= Math.max(needed, 0) || vfs.bfree === 0 ? 'full' : undefined
     } catch {
-      return false
+      return undefined
     }
   }
 
@@ -626,23 +639,30 @@ export class SftpTarget implements Target {
     for (const dir of parentDirs(path)) {
       let state = await this.dirState(dir)
       if (state === 'missing') {
-        await this.makeDir(dir, path)
+        const refused = await this.makeDir(dir, path)
         state = await this.dirState(dir)
+        // Not made, and nobody else made it either: the mkdir's own failure says why.
+        if (state === 'missing' && refused) throw await this.failWrite(this.connection.channel(), refused, posix.dirname(this.abs(dir)), path, 0)
       }
       if (state !== 'dir') throw unsafe(this.name, path, dir, state)
     }
   }
 
-  private makeDir(dir: string, path: string): Promise<void> {
+  /** mkdir of one directory under the root; resolves to the generic failure, if any, for the caller to weigh. */
+  private makeDir(dir: string, path: string): Promise<unknown> {
     let pending = this.mkdirs.get(dir)
     if (!pending) {
       pending = this.connection
         .channel()
         .mkdir(this.abs(dir), 0o755)
-        .catch((error) => {
-          // Someone else made it meanwhile: the lstat that follows decides.
-          if (sftpStatus(error) !== SFTP_STATUS.FAILURE) throw this.fail(error, path)
-        })
+        .then(
+          () => undefined,
+          (error: unknown) => {
+            // Someone else made it meanwhile, or not: the lstat that follows decides.
+            if (sftpStatus(error) !== SFTP_STATUS.FAILURE) throw this.fail(error, path)
+            return error
+          },
+        )
         .finally(() => this.mkdirs.delete(dir))
       this.mkdirs.set(dir, pending)
     }
