@@ -33,7 +33,7 @@ export interface Config {
   ssh: {config?: string; knownHosts?: string}
   publish: {parallel: number; transfers: number; maxDelete?: number}
   render?: RenderConfig
-  watch: {debounce: number; reconcile: number; renderInterval: number}
+  watch: {debounce: number; reconcile: number; renderInterval: number; retryMax: number}
 }
 
 /** The config file to use: the one named, else the first of CONFIG_NAMES in `cwd`. */
@@ -144,6 +144,6 @@ function resolveConfig(raw: RawConfig, file: string): Config {
     ssh: {config: raw.ssh.config && abs(raw.ssh.config), knownHosts: raw.ssh.knownHosts && abs(raw.ssh.knownHosts)},
     publish: raw.publish,
     render: raw.render,
-    watch: raw.watch ?? {debounce: 150, reconcile: 300, renderInterval: 60},
+    watch: raw.watch ?? {debounce: 150, reconcile: 300, renderInterval: 60, retryMax: 60},
   }
 }

@@ -5,8 +5,11 @@
 
 import {createHash} from 'node:crypto'
 
-/** Files smaller than this are sent whole: a delta would not save a round trip's worth. */
-export const DELTA_MIN_SIZE = 1 << 20
+/**
+ * Files smaller than this are sent whole. Below it a delta saves little, and keeping
+ * signatures of every small file would cost the first publish a second pass over the tree.
+ */
+export const DELTA_MIN_SIZE = 256 << 10
 
 export interface Signature {
   blockSize: number

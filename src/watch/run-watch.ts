@@ -50,22 +50,8 @@ export interface WatchSession {
   stop(): Promise<void>
 }
 
-/** The settings in the config's `watch` block, with the key this module added read defensively. */
-function settings(config: Config): {debounce: number; reconcile: number; renderInterval: number; retryMax: number} {
-  const watch: Config['watch'] & {retryMax?: number} = config.watch
-  return {...watch, retryMax: watch.retryMax ?? 60}
-}
-
 export async function startWatch(config: Config, options: WatchOptions): Promise<WatchSession> {
   const emit = options.onEvent
-  // With --render the first render may create the source.
-  if (options.render && config.render) await fs.mkdir(config.source, {recursive: true})
-  const stat = await fs.stat(config.source).catch(() => null)
-  if (!stat?.isDirectory()) {
-    throw new MirrorError('USAGE', `source ${config.source} does not exist or is not a directory`, {
-      suggestion: 'Check "source" in the config (relative paths are relative to the config file), or run `mirror render` first.',
-    })
-  }
   const names = options.targets?.length ? [...options.targets] : config.targets.map((t) => t.name)
   for (const name of names) {
     if (!config.targets.some((t) => t.name === name)) {
@@ -75,7 +61,15 @@ export async function startWatch(config: Config, options: WatchOptions): Promise
   if (options.render && !config.render) {
     throw new MirrorError('USAGE', '--render needs a "render" block in the config', {suggestion: 'Add a render block (see `mirror init --help`), or watch without --render.'})
   }
-  const watchSettings = settings(config)
+  // With --render the first render may be what creates the source.
+  if (options.render) await fs.mkdir(config.source, {recursive: true})
+  const stat = await fs.stat(config.source).catch(() => null)
+  if (!stat?.isDirectory()) {
+    throw new MirrorError('USAGE', `source ${config.source} does not exist or is not a directory`, {
+      suggestion: 'Check "source" in the config (relative paths are relative to the config file), or run `mirror render` first.',
+    })
+  }
+  const watchSettings = config.watch
   const debounceMs = options.debounceMs ?? watchSettings.debounce
   const reconcileMs = options.reconcileMs ?? watchSettings.reconcile * 1000
 

@@ -10,7 +10,8 @@ import {join} from 'node:path'
 
 import t from 'tap'
 
-import {runCli} from '../helpers/cli.js'
+import {buildEntry} from '../../src/schedule/crontab.js'
+import {binRun, runCli} from '../helpers/cli.js'
 import {readTree, sampleSite, tempDir, writeTree} from '../helpers/site.js'
 
 const userTable = `# my jobs
@@ -31,6 +32,8 @@ async function project() {
   writeFileSync(table, userTable)
   const env = {MIRROR_CRONTAB: fake}
   return {
+    // The line `schedule add "*/10 * * * *"` installs, built directly: one CLI start less a test.
+    entry: () => buildEntry({schedule: '*/10 * * * *', node: process.execPath, bin: binRun, config, log: join(dir, '.mirror/schedule.log')}),
     dir,
     config,
     table: () => readFileSync(table, 'utf8'),
@@ -87,6 +90,7 @@ t.test('the installed entry, run as cron runs it: publishes, logs, prints nothin
   const p = await project()
   await p.cli('schedule', 'add', '*/10 * * * *')
   const line = p.table().split('\n').find((l) => l.includes('# mirror:'))!
+  t.equal(line, p.entry(), 'the entry the other tests run is the installed one')
   const run = await runLikeCron(line)
   t.equal(run.code, 0)
   t.equal(run.output, '', 'no output: cron sends no mail')
@@ -100,8 +104,7 @@ t.test('the installed entry, run as cron runs it: publishes, logs, prints nothin
 
 t.test('a run that finds the previous one still running skips and says so in the log', async (t) => {
   const p = await project()
-  await p.cli('schedule', 'add', '*/10 * * * *')
-  const line = p.table().split('\n').find((l) => l.includes('# mirror:'))!
+  const line = p.entry()
   const previous = spawn('sleep', ['30'])
   t.teardown(() => previous.kill())
   await fs.mkdir(join(p.dir, '.mirror'), {recursive: true})
@@ -121,8 +124,7 @@ t.test('a run that finds the previous one still running skips and says so in the
 
 t.test('a lock a killed run left on a slave is taken over; a live publisher\'s lock is not', async (t) => {
   const p = await project()
-  await p.cli('schedule', 'add', '*/10 * * * *')
-  const line = p.table().split('\n').find((l) => l.includes('# mirror:'))!
+  const line = p.entry()
   const dead = spawn('true')
   await new Promise((r) => dead.on('close', r))
   const state = (name: string) => join(p.dir, 'slaves/.mirror-state', name)
@@ -140,8 +142,7 @@ t.test('a lock a killed run left on a slave is taken over; a live publisher\'s l
 
 t.test('a failed run exits non-zero and prints why (cron mails it); the log has the report', async (t) => {
   const p = await project()
-  await p.cli('schedule', 'add', '*/10 * * * *')
-  const line = p.table().split('\n').find((l) => l.includes('# mirror:'))!
+  const line = p.entry()
   await fs.rm(join(p.dir, 'slaves/www2'), {recursive: true})
   const run = await runLikeCron(line)
   t.equal(run.code, 3, 'exit 3: partial')
