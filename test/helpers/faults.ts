@@ -322,6 +322,26 @@ export async function countFiles(root: string): Promise<number> {
   return entries.filter((e) => e.isFile() && !e.name.startsWith('.mirror-tmp-')).length
 }
 
+/**
+ * The number of files in the root once it stops changing: after a kill or a stall, an
+ * sftp-server may still carry out requests it had read before its connection went.
+ */
+export async function settledCount(root: string): Promise<number> {
+  let count = -1
+  await until(
+    `${root} to settle`,
+    async () => {
+      const now = await countFiles(root)
+      const same = now === count
+      count = now
+      return same
+    },
+    10_000,
+    300,
+  )
+  return count
+}
+
 /** Polls until `check` is true; throws after `timeoutMs`. */
 export async function until(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 30_000, everyMs = 25): Promise<void> {
   const deadline = Date.now() + timeoutMs
