@@ -8,6 +8,7 @@ import {hostname} from 'node:os'
 import {basename, dirname, join} from 'node:path'
 
 import {MirrorError} from '../errors.js'
+import {processAlive} from '../util/process.js'
 
 const STAGING_TAG = '.render-'
 const PREVIOUS_TAG = '.previous-'
@@ -43,7 +44,7 @@ export async function lockRender(stateRenderDir: string): Promise<() => Promise<
       .readFile(file, 'utf8')
       .then((text) => JSON.parse(text) as {pid: number; host: string; since: string})
       .catch(() => undefined)
-    if (holder && holder.host === hostname() && isAlive(holder.pid)) {
+    if (holder && holder.host === hostname() && processAlive(holder.pid)) {
       throw new MirrorError('LOCKED', `another render (pid ${holder.pid}, since ${holder.since}) is writing this snapshot`, {
         suggestion: 'Wait for it to finish; if no render is running, delete ' + file,
       })
@@ -52,15 +53,6 @@ export async function lockRender(stateRenderDir: string): Promise<() => Promise<
     await fs.rm(file, {force: true})
   }
   throw new MirrorError('LOCKED', `could not take the render lock ${file}`)
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM'
-  }
 }
 
 /**

@@ -8,6 +8,8 @@ import * as fs from 'node:fs/promises'
 import {hostname} from 'node:os'
 import {dirname} from 'node:path'
 
+import {processAlive} from '../util/process.js'
+
 export interface LocalLockHolder {
   pid: number
   host: string
@@ -25,17 +27,6 @@ export interface LocalLock {
 /** `tookOver`: the stale holder whose lock was replaced (that process ended without releasing it). */
 export type LockAttempt = {ok: true; lock: LocalLock; tookOver?: LocalLockHolder} | {ok: false; heldBy: LocalLockHolder}
 
-/** True when a process with this pid exists on this machine. */
-export function processAlive(pid: number): boolean {
-  if (!Number.isInteger(pid) || pid <= 0) return false
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (error) {
-    // EPERM: it exists but belongs to someone else.
-    return (error as NodeJS.ErrnoException).code === 'EPERM'
-  }
-}
 
 /** A holder is stale when it names this machine and its process is gone. */
 export function isStale(holder: Partial<LocalLockHolder>): boolean {

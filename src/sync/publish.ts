@@ -22,6 +22,7 @@ import {needsHash, pathsToProbe, planTarget, type SlaveFile} from './planner.js'
 import {compileGlobs} from './globs.js'
 import {scanSource, type ScanWarning} from './scan.js'
 import {SignatureStore} from './signatures.js'
+import {processAlive} from '../util/process.js'
 import {createRouter} from './segments.js'
 
 export interface PublishOptions {
@@ -223,14 +224,6 @@ async function takeLock(target: Target, breakLock = false): Promise<void> {
   }
 }
 
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM'
-  }
-}
 
 /**
  * Finds out what the slave has where the plan needs to know: the paths `pathsToProbe` names
