@@ -3,7 +3,7 @@
 // counters in the private network namespace the launcher puts the benchmark in).
 
 import {spawn} from 'node:child_process'
-import {existsSync, mkdtempSync, readFileSync, readlinkSync, rmSync} from 'node:fs'
+import {existsSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
@@ -14,7 +14,7 @@ export interface ProcessRun {
   timedOut: boolean
   stdout: string
   stderr: string
-  /** Peak resident set size of the process (and its waited-for children), KiB. */
+  /** Peak resident set size, KiB: GNU time's (the command and its waited-for children), else the largest polled VmHWM in its process group. */
   peakRssKb?: number
 }
 
@@ -22,7 +22,7 @@ export interface RunOptions {
   cwd?: string
   env?: NodeJS.ProcessEnv
   timeoutMs: number
-  /** Measure peak RSS (through /usr/bin/time when present, else by polling /proc). */
+  /** Measure peak RSS (through /usr/bin/time when present, and by polling /proc). */
   rss?: boolean
 }
 
@@ -62,12 +62,12 @@ export function runProcess(cmd: string, args: string[], options: RunOptions): Pr
     child.stderr.on('data', (d: Buffer) => err.push(d))
     let timedOut = false
     let polledPeak = 0
-    const poll =
-      options.rss && !useTime
-        ? setInterval(() => {
-            polledPeak = Math.max(polledPeak, vmHwmKb(child.pid))
-          }, 20)
-        : undefined
+    // Polled as well as GNU time's count: a run killed at the timeout takes time's report with it.
+    const poll = options.rss
+      ? setInterval(() => {
+          polledPeak = Math.max(polledPeak, groupPeakKb(child.pid))
+        }, 1000)
+      : undefined
     const timer = setTimeout(() => {
       timedOut = true
       try {
@@ -89,10 +89,11 @@ export function runProcess(cmd: string, args: string[], options: RunOptions): Pr
       if (poll) clearInterval(poll)
       let peakRssKb: number | undefined = polledPeak || undefined
       if (timeFile) {
+        const polled = peakRssKb
         // GNU time writes "Command exited with non-zero status N" first when the command failed.
         const lines = existsSync(timeFile) ? readFileSync(timeFile, 'utf8').trim().split('\n') : []
         const last = Number(lines.at(-1))
-        peakRssKb = Number.isFinite(last) && last > 0 ? last : undefined
+        peakRssKb = Number.isFinite(last) && last > 0 ? last : polled
         rmSync(timeDir!, {recursive: true, force: true})
         // time exits with the command's status; a signal shows as 128+n.
         if (code !== null && code > 128 && lines.some((l) => l.startsWith('Command terminated by signal'))) code = null
@@ -102,14 +103,29 @@ export function runProcess(cmd: string, args: string[], options: RunOptions): Pr
   })
 }
 
-function vmHwmKb(pid: number | undefined): number {
-  if (!pid) return 0
+/** The largest VmHWM (peak RSS) among the processes of the process group `pgid`, KiB. */
+function groupPeakKb(pgid: number | undefined): number {
+  if (!pgid) return 0
+  let peak = 0
+  let names: string[]
   try {
-    const match = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
-    return match ? Number(match[1]) : 0
+    names = readdirSync('/proc')
   } catch {
     return 0
   }
+  for (const name of names) {
+    if (!/^\d+$/.test(name)) continue
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8')
+      // pgrp is the 3rd field after the command name (which may hold spaces and parentheses).
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2]) !== pgid) continue
+      const match = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${name}/status`, 'utf8'))
+      if (match) peak = Math.max(peak, Number(match[1]))
+    } catch {
+      // The process ended while we looked.
+    }
+  }
+  return peak
 }
 
 /** Counts every byte of every IP packet on the loopback interface: both directions of every connection. */

@@ -322,8 +322,10 @@ export interface Rss100kResult {
 }
 
 /** Publishes 100,000 small files to the 4 slaves (init, then a noop) and records mirror's peak RSS; rsync in parallel for scale. */
-async function benchRss100k(ctx: BenchContext, env: PublishEnv, out: ModuleResult): Promise<Rss100kResult> {
+async function benchRss100k(ctx: BenchContext, publishEnv: PublishEnv, out: ModuleResult): Promise<Rss100kResult> {
   const corpus = ensureCorpus(CORPORA.files100k, ctx.options.cacheDir, ctx.log)
+  // 400,000 file writes take a while on a small machine: at least 40 minutes before a run counts as hung.
+  const env: PublishEnv = {...publishEnv, timeoutMs: Math.max(publishEnv.timeoutMs, 40 * 60_000), profileDir: undefined}
   const set: SlaveSet = env.set
   const result: Rss100kResult = {files: corpus.files, bytes: corpus.bytes, runs: []}
   const steps: Array<[string, Publisher]> = [
