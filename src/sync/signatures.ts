@@ -2,6 +2,7 @@
 // every target that got the same version shares one). A delta for a changed file is computed
 // against the signature of the version the slave has.
 
+import {randomBytes} from 'node:crypto'
 import * as fs from 'node:fs/promises'
 import {join} from 'node:path'
 
@@ -23,13 +24,33 @@ export class SignatureStore {
     }
   }
 
-  /** Records the signature of `data` (whose SHA-256 is `hash`) unless it is already known. */
-  async remember(hash: string, data: Uint8Array): Promise<void> {
+  /**
+   * Records the signature of `data` (whose SHA-256 is `hash`) unless it is already known.
+   * Several targets publishing the same version at once share one computation; a signature that
+   * cannot be written only costs the next change a whole-file send, so it never throws.
+   */
+  remember(hash: string, data: Uint8Array): Promise<void> {
+    let pending = this.inFlight.get(hash)
+    if (!pending) {
+      pending = this.write(hash, data).catch(() => {}).finally(() => this.inFlight.delete(hash))
+      this.inFlight.set(hash, pending)
+    }
+    return pending
+  }
+
+  private readonly inFlight = new Map<string, Promise<void>>()
+
+  private async write(hash: string, data: Uint8Array): Promise<void> {
     const file = this.file(hash)
     if (await fs.stat(file).then(() => true, () => false)) return
     await fs.mkdir(this.dir, {recursive: true})
-    const temp = `${file}.${process.pid}.tmp`
-    await fs.writeFile(temp, serializeSignature(computeSignature(data)))
-    await fs.rename(temp, file)
+    // Unique per writer: another mirror process may be recording the same version.
+    const temp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`
+    try {
+      await fs.writeFile(temp, serializeSignature(computeSignature(data)))
+      await fs.rename(temp, file)
+    } finally {
+      await fs.rm(temp, {force: true})
+    }
   }
 }
