@@ -236,7 +236,7 @@ async function main(): Promise<void> {
     '',
     ...sections.flatMap((s) => [markdownTable(s), '']),
     ...results.filter((r) => r.skipped || r.error).map((r) => `- ${r.module}: ${r.skipped ? `skipped: ${r.skipped}` : `failed: ${r.error}`}`),
-    ...(failures.length > 0 ? ['', '**mirror correctness failures:**', ...failures.map((f) => `- ${f}`)] : ['', 'mirror correctness: no failure in any verified run.']),
+    ...(failures.length > 0 ? ['', '**mirror failures (wrong results, errors, runs that did not finish):**', ...failures.map((f) => `- ${f}`)] : ['', 'mirror correctness: no failure in any verified run.']),
     ...(warnings.length > 0 ? ['', 'Harness / baseline warnings:', ...warnings.map((w) => `- ${w}`)] : []),
     ...(profile ? ['', profile.markdown] : []),
     '',

@@ -23,6 +23,9 @@ const GOALS: Record<Scenario, {wall: number; wire?: number}> = {
   mutate: {wall: 0.7, wire: 1.2},
 }
 const RSS_GOAL_MB = 250
+
+/** "exit 0", "exit 3", "timeout", "signal SIGKILL": ToolRun.exit for a sentence. */
+const exitLabel = (exit: string) => (exit === '0' ? 'exit 0' : exit)
 /** The tools the ratios compare. */
 const RATIO_PAIR = new Set(['mirror', 'rsync-par'])
 
@@ -234,7 +237,7 @@ async function benchCorpus(ctx: BenchContext, env: PublishEnv, corpus: Corpus, s
         const record = await measure(tool, scenario, run)
         entry.runs.push(record)
         const bad = record.verdicts.filter((v) => !v.ok).length
-        ctx.log(`${corpus.spec.name} ${scenario} run ${run}/${runs} ${tool.id}: ${seconds(record.wallMs)} s, wire ${megabytes(record.wireBytes)} MB, exit ${record.exit}, ${bad === 0 ? 'verified' : verdictText(record.verdicts)}${record.error ? ` (${record.error})` : ''} [untimed: reset ${seconds(resetMs)} s, verify ${seconds(verifyMs)} s]`)
+        ctx.log(`${corpus.spec.name} ${scenario} run ${run}/${runs} ${tool.id}: ${seconds(record.wallMs)} s, wire ${megabytes(record.wireBytes)} MB, ${exitLabel(record.exit)}, ${bad === 0 ? 'verified' : verdictText(record.verdicts)}${record.error ? ` (${record.error})` : ''} [untimed: reset ${seconds(resetMs)} s, verify ${seconds(verifyMs)} s]`)
         if (tool.id === 'mirror' && scenario === 'init' && snapshot === 'none' && record.ok && bad === 0) await takeSnapshot()
       }
     }
@@ -334,7 +337,8 @@ async function benchRss100k(ctx: BenchContext, publishEnv: PublishEnv, out: Modu
   ]
   const rsync = PUBLISHERS.find((p) => p.id === 'rsync-par')!
   if (ctx.options.tools.includes('rsync-par') && !rsync.unavailable()) steps.push(['init', rsync])
-  for (const [step, tool] of steps) {
+  for (let i = 0; i < steps.length; i++) {
+    const [step, tool] = steps[i]
     if (step === 'init') {
       await removeTree(join(env.projectDir, '.mirror'))
       await emptySlaves(set)
@@ -345,10 +349,17 @@ async function benchRss100k(ctx: BenchContext, publishEnv: PublishEnv, out: Modu
     const after = ctx.wire.read()
     const verdicts: Verdict[] = []
     for (const s of set.slaves) verdicts.push(await verifyRoot(s.root, corpus.baseTree))
-    const correct = verdictText(verdicts)
+    // A run killed at the timeout leaves the slaves half done: that is "unfinished", not a wrong answer.
+    const correct = r.exit === 'timeout' ? `unfinished (killed at the ${env.timeoutMs / 60_000} min timeout): ${verdictText(verdicts)}` : verdictText(verdicts)
     result.runs.push({step, tool: tool.id, wallMs: r.wallMs, peakRssKb: r.peakRssKb, wireBytes: before !== undefined && after !== undefined ? after - before : undefined, exit: r.exit, error: r.error, correct})
-    ctx.log(`files100k ${step} ${tool.id}: ${seconds(r.wallMs)} s, peak RSS ${r.peakRssKb ? (r.peakRssKb / 1024).toFixed(0) : '?'} MB, exit ${r.exit}, ${correct}${r.error ? ` (${r.error})` : ''}`)
-    if (tool.id === 'mirror' && (!r.ok || verdicts.some((v) => !v.ok))) out.failures.push(`files100k ${step}: mirror: ${correct}; exit ${r.exit}${r.error ? ` — ${r.error}` : ''}`)
+    ctx.log(`files100k ${step} ${tool.id}: ${seconds(r.wallMs)} s, peak RSS ${r.peakRssKb ? (r.peakRssKb / 1024).toFixed(0) : '?'} MB, ${exitLabel(r.exit)}, ${correct}${r.error ? ` (${r.error})` : ''}`)
+    if (tool.id === 'mirror' && r.exit === 'timeout') out.failures.push(`files100k ${step}: mirror did not finish within ${env.timeoutMs / 60_000} min (killed); ${verdictText(verdicts)}`)
+    else if (tool.id === 'mirror' && (!r.ok || verdicts.some((v) => !v.ok))) out.failures.push(`files100k ${step}: mirror: ${correct}; ${exitLabel(r.exit)}${r.error ? ` — ${r.error}` : ''}`)
+    // After an unfinished init, the "noop" would be a resume: not what this row means.
+    if (step === 'init' && tool.id === 'mirror' && r.exit === 'timeout') {
+      const noop = steps.findIndex(([s, t], j) => j > i && s === 'noop' && t.id === 'mirror')
+      if (noop !== -1) steps.splice(noop, 1)
+    }
   }
   return result
 }
@@ -365,7 +376,7 @@ function rss100kSection(data: Rss100kResult): Section {
       r.peakRssKb ? (r.peakRssKb / 1024).toFixed(0) : '–',
       r.tool === 'mirror' && r.peakRssKb ? (r.peakRssKb / 1024 <= RSS_GOAL_MB ? 'met' : 'not met') : '',
       megabytes(r.wireBytes),
-      `${r.correct ?? '–'}${r.exit !== '0' ? `; exit ${r.exit}` : ''}`,
+      `${r.correct ?? '–'}${r.exit !== '0' ? `; ${exitLabel(r.exit)}` : ''}`,
     ]),
   }
 }
