@@ -10,7 +10,7 @@ import {MirrorError, withContext} from '../errors.js'
 import {parentDirs} from '../targets/paths.js'
 import type {Target} from '../targets/target.js'
 import type {PublishEvent} from './events.js'
-import {serializeManifest, type Manifest} from './manifest.js'
+import {JOURNAL, journalHeader, journalLine, serializeManifest, type Manifest} from './manifest.js'
 import type {Action, TargetPlan} from './plan.js'
 import {recordAfter} from './planner.js'
 import {computeDelta, DELTA_MIN_SIZE} from './delta.js'
@@ -52,8 +52,10 @@ export interface TargetReport {
   generation: number
 }
 
-/** The manifest is rewritten on the slave at most this often while files land. */
+/** A publish still running after this long starts recording on the slave what has landed. */
 const MANIFEST_FLUSH_MS = 2000
+/** Then what lands is journalled at most this often. */
+const JOURNAL_APPEND_MS = 1000
 
 const isPage = (path: string) => /\.(html?|xhtml|php)$/i.test(path)
 
@@ -76,17 +78,22 @@ export async function executePlan(target: Target, plan: TargetPlan, options: Exe
     generation: manifest.generation,
   }
 
+  // Changes recorded since the manifest was last written or journalled.
+  let pending: string[] = []
   const apply = (action: Action) => {
     const record = recordAfter(action)
     if (record === null) manifest.files.delete(action.path)
     else if (record) manifest.files.set(action.path, record)
+    if (record !== undefined) pending.push(journalLine(action.path, record))
   }
 
   let dirty = false
+  let journaling = false
   let lastFlush = Date.now()
   let flushing: Promise<void> = Promise.resolve()
   const flush = async (final: boolean) => {
     dirty = false
+    pending = []
     lastFlush = Date.now()
     manifest.generation = options.base.generation + 1
     manifest.publishedAt = new Date().toISOString()
@@ -96,8 +103,23 @@ export async function executePlan(target: Target, plan: TargetPlan, options: Exe
     await target.writeState('manifest.json', data)
     await options.onManifestWritten?.(data)
   }
+  // A publish that lasts writes the manifest once as incomplete, then journals what lands: the
+  // bytes it costs grow with the files sent, not with the size of the tree times the flushes.
+  const startJournal = async () => {
+    journaling = true
+    await target.writeState(JOURNAL, journalHeader(options.base.generation + 1))
+    await flush(false)
+  }
+  const appendJournal = async () => {
+    const lines = pending
+    pending = []
+    lastFlush = Date.now()
+    await target.appendState(JOURNAL, Buffer.from(lines.join('')))
+  }
   const maybeFlush = () => {
-    if (dirty && Date.now() - lastFlush > MANIFEST_FLUSH_MS) flushing = flushing.then(() => flush(false)).catch(() => {})
+    if (!dirty || Date.now() - lastFlush < (journaling ? JOURNAL_APPEND_MS : MANIFEST_FLUSH_MS)) return
+    lastFlush = Date.now()
+    flushing = flushing.then(journaling ? appendJournal : startJournal).catch(() => {})
   }
 
   for (const action of plan.actions) {
@@ -183,6 +205,8 @@ export async function executePlan(target: Target, plan: TargetPlan, options: Exe
   if (dirty || plan.actions.length > 0 || manifest.generation === 0 || !options.base.complete) {
     try {
       await flush(true)
+      // Ignored from now on (the manifest is complete); removed so it does not linger.
+      if (journaling) await target.removeState(JOURNAL).catch(() => {})
     } catch (error) {
       fatal ??= withContext(error, target.name, '(state) manifest.json')
     }

@@ -9,7 +9,7 @@ import {join} from 'node:path'
 import type {TargetConfig} from '../config/schema.js'
 import {MirrorError} from '../errors.js'
 import type {Target} from '../targets/target.js'
-import {parseManifest, type Manifest} from './manifest.js'
+import {applyJournal, JOURNAL, parseManifest, type Manifest} from './manifest.js'
 
 export interface LoadedManifest {
   /** null on a first publish, or when the slave's manifest is damaged (then `corrupt` is set). */
@@ -32,6 +32,16 @@ function copyName(config: TargetConfig): string {
 }
 
 export async function loadManifest(target: Target, config: TargetConfig, cacheDir: string): Promise<LoadedManifest> {
+  const loaded = await loadManifestFile(target, config, cacheDir)
+  // An interrupted publish: what landed after its manifest was written is in the journal.
+  if (loaded.manifest && !loaded.manifest.complete) {
+    const journal = await target.readState(JOURNAL).catch(() => null)
+    if (journal) applyJournal(loaded.manifest, journal)
+  }
+  return loaded
+}
+
+async function loadManifestFile(target: Target, config: TargetConfig, cacheDir: string): Promise<LoadedManifest> {
   const remote = await target.statState('manifest.json')
   const base = join(cacheDir, copyName(config))
   if (!remote) return {manifest: null, fromCache: false, generationHint: 0}

@@ -177,6 +177,22 @@ export class LocalTarget implements Target {
     }
   }
 
+  async appendState(name: string, data: Buffer): Promise<void> {
+    const file = join(this.stateDir, name)
+    try {
+      await fs.mkdir(dirname(file), {recursive: true})
+      await fs.appendFile(file, data)
+    } catch (error) {
+      throw this.fail(error, `(state) ${name}`)
+    }
+  }
+
+  async removeState(name: string): Promise<void> {
+    await fs.rm(join(this.stateDir, name), {force: true}).catch((error) => {
+      throw this.fail(error, `(state) ${name}`)
+    })
+  }
+
   async statState(name: string): Promise<RemoteStat | null> {
     return this.lstat(join(this.stateDir, name))
   }

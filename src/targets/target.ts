@@ -115,6 +115,15 @@ export interface Target {
   /** Writes a file of the target's state atomically (temporary name, then rename). */
   writeState(name: string, data: Buffer): Promise<void>
 
+  /**
+   * Appends `data` to a file of the target's state, creating it. Not atomic: a reader may find
+   * the last append cut short, so what is appended must be recognisable line by line.
+   */
+  appendState(name: string, data: Buffer): Promise<void>
+
+  /** Removes a file of the target's state; nothing happens when it does not exist. */
+  removeState(name: string): Promise<void>
+
   /** Stats a file of the target's state; null when it does not exist. */
   statState(name: string): Promise<RemoteStat | null>
 

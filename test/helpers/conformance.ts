@@ -165,6 +165,18 @@ export function runConformance(t: Test, kind: string, setup: () => Promise<Confo
     t.same(await fs.readdir(root), [], 'nothing of the state is in the web root')
   })
 
+  withTarget('appendState adds to the end of a state file, creating it; removeState removes it', async (t, {target, root, stateDir}) => {
+    await target.appendState('manifest.journal', Buffer.from('one\n'))
+    await target.appendState('manifest.journal', Buffer.alloc(100_000, 'x'))
+    await target.appendState('manifest.journal', Buffer.from('\nthree\n'))
+    const text = await fs.readFile(join(stateDir, 'manifest.journal'), 'utf8')
+    t.equal(text, `one\n${'x'.repeat(100_000)}\nthree\n`)
+    await target.removeState('manifest.journal')
+    t.equal(await target.statState('manifest.journal'), null)
+    await t.resolves(target.removeState('manifest.journal'), 'removing what is not there is not an error')
+    t.same(await fs.readdir(root), [], 'nothing of the state is in the web root')
+  })
+
   withTarget('backup copies the slave file into the state', async (t, {target, root, stateDir}) => {
     await fs.mkdir(join(root, 'p'))
     await fs.writeFile(join(root, 'p/page.html'), 'customized')

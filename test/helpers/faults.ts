@@ -14,7 +14,7 @@ import {join, relative} from 'node:path'
 import pLimit from 'p-limit'
 import type {Test} from 'tap'
 
-import {parseManifest} from '../../src/sync/manifest.js'
+import {applyJournal, JOURNAL, parseManifest} from '../../src/sync/manifest.js'
 import {binRun, runCli, type CliResult} from './cli.js'
 import {writeTree} from './site.js'
 import {startSshd, type Sshd, type SshdOptions} from './sshd.js'
@@ -300,6 +300,9 @@ export async function assertManifestTruthful(t: Test, slave: Slave): Promise<{co
   const data = await fs.readFile(join(slave.state, 'manifest.json')).catch(() => undefined)
   if (!data) return undefined
   const manifest = parseManifest(data, slave.name)
+  // What an interrupted publish journalled after writing the manifest is a claim too.
+  const journal = await fs.readFile(join(slave.state, JOURNAL)).catch(() => undefined)
+  if (journal) applyJournal(manifest, journal)
   const lies: string[] = []
   const limit = pLimit(32)
   await Promise.all(

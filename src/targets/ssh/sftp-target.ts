@@ -539,6 +539,39 @@ export class SftpTarget implements Target {
     }
   }
 
+  async appendState(name: string, data: Buffer): Promise<void> {
+    this.check(name)
+    const channel = this.connection.channel()
+    const file = `${this.stateAbs}/${name}`
+    let handle: Buffer | undefined
+    try {
+      await this.ensureStateDir(posix.dirname(file))
+      // O_APPEND on the slave: every write lands at the end, whatever offset it names.
+      handle = await channel.open(file, 'a', {mode: 0o600})
+      const openHandle = handle
+      const writes: Array<Promise<void>> = []
+      for (let offset = 0; offset < data.length; offset += CHUNK) {
+        writes.push(channel.write(openHandle, data, offset, Math.min(CHUNK, data.length - offset), offset))
+      }
+      handle = undefined
+      await Promise.all([...writes, channel.close(openHandle)])
+    } catch (error) {
+      const failure = await this.failWrite(channel, error, posix.dirname(file), `(state) ${name}`, data.length)
+      if (handle) await channel.close(handle).catch(() => {})
+      throw failure
+    }
+  }
+
+  async removeState(name: string): Promise<void> {
+    this.check(name)
+    await this.connection
+      .channel()
+      .unlink(`${this.stateAbs}/${name}`)
+      .catch((error) => {
+        if (sftpStatus(error) !== SFTP_STATUS.NO_SUCH_FILE) throw this.fail(error, `(state) ${name}`)
+      })
+  }
+
   async statState(name: string): Promise<RemoteStat | null> {
     this.check(name)
     try {

@@ -1,6 +1,6 @@
 import t from 'tap'
 
-import {emptyManifest, parseManifest, serializeManifest} from '../../../src/sync/manifest.js'
+import {applyJournal, emptyManifest, journalHeader, journalLine, parseManifest, serializeManifest} from '../../../src/sync/manifest.js'
 
 const sample = () => {
   const m = emptyManifest('www')
@@ -28,4 +28,28 @@ t.test('a truncated or foreign manifest is refused, not trusted', async (t) => {
   const data = serializeManifest(sample())
   t.throws(() => parseManifest(data.subarray(0, data.length / 2), 'www'), {code: 'MANIFEST_CORRUPT'})
   t.throws(() => parseManifest(Buffer.from('{"format":9}'), 'www'), {code: 'MANIFEST_CORRUPT'})
+})
+
+t.test('a journal continues the incomplete manifest of its generation; a cut-short last line is ignored', async (t) => {
+  const m = sample()
+  m.complete = false
+  const journal = Buffer.concat([
+    journalHeader(7),
+    Buffer.from(journalLine('new.html', {hash: 'c'.repeat(64), size: 5, mtimeMs: 1_700_000_001_000, mode: 0o644})),
+    Buffer.from(journalLine('index.html', null)),
+    Buffer.from(journalLine('late.html', {hash: 'd'.repeat(64), size: 5, mtimeMs: 1, mode: 0o644}).slice(0, 20)),
+  ])
+  t.equal(applyJournal(m, journal), 2)
+  t.same([...m.files.keys()].sort(), ['new.html', 'odd "name"\n.txt'])
+})
+
+t.test('a journal of another generation, of a complete manifest, or naming unsafe paths changes nothing', async (t) => {
+  const line = journalLine('new.html', {hash: 'c'.repeat(64), size: 5, mtimeMs: 1, mode: 0o644})
+  const incomplete = () => Object.assign(sample(), {complete: false})
+  t.equal(applyJournal(incomplete(), Buffer.concat([journalHeader(6), Buffer.from(line)])), 0, 'left by an older publish')
+  t.equal(applyJournal(sample(), Buffer.concat([journalHeader(7), Buffer.from(line)])), 0, 'the manifest is complete')
+  const forged = incomplete()
+  t.equal(applyJournal(forged, Buffer.concat([journalHeader(7), Buffer.from(journalLine('../../etc/passwd', null)), Buffer.from(line)])), 0)
+  t.notOk(forged.files.has('new.html'), 'nothing after a forged line is trusted')
+  t.equal(applyJournal(incomplete(), Buffer.from('garbage\n')), 0)
 })
