@@ -28,8 +28,8 @@ export interface ExecuteOptions {
   onEvent?: (event: PublishEvent) => void
   /** Block signatures of large published files; enables delta transfer where the target can. */
   signatures?: SignatureStore
-  /** Called after each successful manifest write with the bytes written. */
-  onManifestWritten?: (data: Buffer) => Promise<void>
+  /** Called after each successful manifest write with the bytes written and what they hold. */
+  onManifestWritten?: (data: Buffer, manifest: Manifest) => Promise<void>
 }
 
 export interface TargetReport {
@@ -59,24 +59,16 @@ const JOURNAL_APPEND_MS = 1000
 
 const isPage = (path: string) => /\.(html?|xhtml|php)$/i.test(path)
 
+/** The report of a target where nothing was done. */
+export function emptyReport(target: Pick<Target, 'name' | 'url'>): TargetReport {
+  return {target: target.name, url: target.url, ok: true, sent: 0, bytes: 0, deltas: 0, deleted: 0, adopted: 0, kept: [], failed: [], durationMs: 0, generation: 0}
+}
+
 export async function executePlan(target: Target, plan: TargetPlan, options: ExecuteOptions): Promise<TargetReport> {
   const started = Date.now()
   const emit = options.onEvent ?? (() => {})
   const manifest: Manifest = {...options.base, files: new Map(options.base.files)}
-  const report: TargetReport = {
-    target: target.name,
-    url: target.url,
-    ok: true,
-    sent: 0,
-    bytes: 0,
-    deltas: 0,
-    deleted: 0,
-    adopted: 0,
-    kept: [],
-    failed: [],
-    durationMs: 0,
-    generation: manifest.generation,
-  }
+  const report: TargetReport = {...emptyReport(target), generation: manifest.generation}
 
   // Changes recorded since the manifest was last written or journalled.
   let pending: string[] = []
@@ -101,7 +93,7 @@ export async function executePlan(target: Target, plan: TargetPlan, options: Exe
     manifest.complete = final
     const data = serializeManifest(manifest)
     await target.writeState('manifest.json', data)
-    await options.onManifestWritten?.(data)
+    await options.onManifestWritten?.(data, manifest)
   }
   // A publish that lasts writes the manifest once as incomplete, then journals what lands: the
   // bytes it costs grow with the files sent, not with the size of the tree times the flushes.

@@ -9,7 +9,7 @@ import {join} from 'node:path'
 import type {TargetConfig} from '../config/schema.js'
 import {MirrorError} from '../errors.js'
 import type {Target} from '../targets/target.js'
-import {applyJournal, JOURNAL, parseManifest, type Manifest} from './manifest.js'
+import {applyJournal, fingerprint, JOURNAL, parseManifest, type Manifest} from './manifest.js'
 
 export interface LoadedManifest {
   /** null on a first publish, or when the slave's manifest is damaged (then `corrupt` is set). */
@@ -18,12 +18,20 @@ export interface LoadedManifest {
   corrupt?: MirrorError
   /** The generation to continue from when the manifest had to be rebuilt. */
   generationHint: number
+  /**
+   * Set when the caller's fingerprint is that of the slave's manifest, still as this master
+   * wrote it: nothing to publish, and the manifest was not even read (`manifest` is null).
+   */
+  upToDate?: boolean
 }
 
 interface CopyMeta {
   url: string
   size: number
   mtimeMs: number
+  /** `fingerprint` of the files of a complete manifest, and its generation. */
+  fingerprint?: string
+  generation?: number
 }
 
 function copyName(config: TargetConfig): string {
@@ -31,8 +39,8 @@ function copyName(config: TargetConfig): string {
   return `${config.name}-${key}`
 }
 
-export async function loadManifest(target: Target, config: TargetConfig, cacheDir: string): Promise<LoadedManifest> {
-  const loaded = await loadManifestFile(target, config, cacheDir)
+export async function loadManifest(target: Target, config: TargetConfig, cacheDir: string, upToDateIf?: string): Promise<LoadedManifest> {
+  const loaded = await loadManifestFile(target, config, cacheDir, upToDateIf)
   // An interrupted publish: what landed after its manifest was written is in the journal.
   if (loaded.manifest && !loaded.manifest.complete) {
     const journal = await target.readState(JOURNAL).catch(() => null)
@@ -41,7 +49,7 @@ export async function loadManifest(target: Target, config: TargetConfig, cacheDi
   return loaded
 }
 
-async function loadManifestFile(target: Target, config: TargetConfig, cacheDir: string): Promise<LoadedManifest> {
+async function loadManifestFile(target: Target, config: TargetConfig, cacheDir: string, upToDateIf: string | undefined): Promise<LoadedManifest> {
   const remote = await target.statState('manifest.json')
   const base = join(cacheDir, copyName(config))
   if (!remote) return {manifest: null, fromCache: false, generationHint: 0}
@@ -50,10 +58,14 @@ async function loadManifestFile(target: Target, config: TargetConfig, cacheDir: 
     .then((text) => JSON.parse(text) as CopyMeta)
     .catch(() => undefined)
   if (meta && meta.url === config.url && meta.size === remote.size && meta.mtimeMs === remote.mtimeMs) {
+    if (upToDateIf !== undefined && meta.fingerprint === upToDateIf) return {manifest: null, fromCache: true, generationHint: meta.generation ?? 0, upToDate: true}
     const copy = await fs.readFile(`${base}.manifest.json`).catch(() => undefined)
     if (copy) {
       try {
-        return {manifest: parseManifest(copy, target.name), fromCache: true, generationHint: 0}
+        const manifest = parseManifest(copy, target.name)
+        // A copy saved before fingerprints existed: give it one, so the next noop is the quick one.
+        if (meta.fingerprint === undefined && manifest.complete) await writeMeta(base, {...meta, fingerprint: fingerprint(manifest.files), generation: manifest.generation})
+        return {manifest, fromCache: true, generationHint: 0}
       } catch {
         // A damaged local copy: fall through and download the slave's.
       }
@@ -63,7 +75,7 @@ async function loadManifestFile(target: Target, config: TargetConfig, cacheDir: 
   if (!data) return {manifest: null, fromCache: false, generationHint: 0}
   try {
     const manifest = parseManifest(data, target.name)
-    await writeCopy(base, config, remote.size, remote.mtimeMs, data)
+    await writeCopy(base, config, remote.size, remote.mtimeMs, data, manifest)
     return {manifest, fromCache: false, generationHint: manifest.generation}
   } catch (error) {
     const hint = await fs.readFile(`${base}.manifest.json`).then((d) => parseManifest(d, target.name).generation).catch(() => 0)
@@ -72,17 +84,22 @@ async function loadManifestFile(target: Target, config: TargetConfig, cacheDir: 
 }
 
 /** Records what was just written to the slave, with the stat the slave now reports for it. */
-export async function saveManifestCopy(target: Target, config: TargetConfig, cacheDir: string, data: Buffer): Promise<void> {
+export async function saveManifestCopy(target: Target, config: TargetConfig, cacheDir: string, data: Buffer, manifest: Manifest): Promise<void> {
   const remote = await target.statState('manifest.json')
   if (!remote) return
-  await writeCopy(join(cacheDir, copyName(config)), config, remote.size, remote.mtimeMs, data)
+  await writeCopy(join(cacheDir, copyName(config)), config, remote.size, remote.mtimeMs, data, manifest)
 }
 
-async function writeCopy(base: string, config: TargetConfig, size: number, mtimeMs: number, data: Buffer): Promise<void> {
+async function writeCopy(base: string, config: TargetConfig, size: number, mtimeMs: number, data: Buffer, manifest: Manifest): Promise<void> {
   await fs.mkdir(join(base, '..'), {recursive: true})
   // The manifest first, then the meta that vouches for it: a crash between them only costs a download.
   await fs.writeFile(`${base}.manifest.json.tmp`, data)
   await fs.rename(`${base}.manifest.json.tmp`, `${base}.manifest.json`)
-  const meta: CopyMeta = {url: config.url, size, mtimeMs}
-  await fs.writeFile(`${base}.meta.json`, JSON.stringify(meta))
+  await writeMeta(base, {url: config.url, size, mtimeMs, ...(manifest.complete ? {fingerprint: fingerprint(manifest.files), generation: manifest.generation} : {})})
+}
+
+async function writeMeta(base: string, meta: CopyMeta): Promise<void> {
+  const temp = `${base}.meta.json.${process.pid}.tmp`
+  await fs.writeFile(temp, JSON.stringify(meta))
+  await fs.rename(temp, `${base}.meta.json`)
 }

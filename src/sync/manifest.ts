@@ -98,6 +98,20 @@ export function parseManifest(data: Buffer, target: string): Manifest {
 }
 
 /**
+ * A digest of what a manifest (or a set of routed entries) holds: path, content and mode. When
+ * the source's entries for a target have the fingerprint of the manifest the master last wrote
+ * there, and that manifest is still the slave's, there is nothing to do: a noop that neither
+ * parses the manifest nor plans.
+ */
+export function fingerprint(files: Iterable<[path: string, content: {hash: string; mode: number}]>): string {
+  const rows = [...files].map(([path, c]) => `${path}\0${c.hash}\0${c.mode}\n`)
+  rows.sort()
+  const digest = createHash('sha256')
+  for (const row of rows) digest.update(row)
+  return digest.digest('hex')
+}
+
+/**
  * The journal: while a long publish runs, the manifest is written once as incomplete and what
  * lands afterwards is appended here, one line per path, instead of rewriting the whole manifest
  * again and again (20,000 files make a 2 MB manifest). Its first line names the generation of

@@ -14,10 +14,10 @@ import {createTarget} from '../targets/index.js'
 import {isTempName} from '../targets/paths.js'
 import type {LockOwner, Target} from '../targets/target.js'
 import type {PublishEvent} from './events.js'
-import {executePlan, type TargetReport} from './executor.js'
-import {emptyManifest, type Manifest} from './manifest.js'
+import {emptyReport, executePlan, type TargetReport} from './executor.js'
+import {emptyManifest, fingerprint, type Manifest} from './manifest.js'
 import {loadManifest, saveManifestCopy} from './manifest-cache.js'
-import type {RoutedEntry, TargetPlan} from './plan.js'
+import {countActions, type RoutedEntry, type TargetPlan} from './plan.js'
 import {needsHash, pathsToProbe, planTarget, type SlaveFile} from './planner.js'
 import {compileGlobs} from './globs.js'
 import {scanSource, type ScanWarning} from './scan.js'
@@ -107,13 +107,37 @@ export async function publish(config: Config, options: PublishOptions = {}): Pro
   const emit = options.onEvent ?? (() => {})
   const selected = selectTargets(config, options.targets)
   const started = Date.now()
-  const scan = await scanSource(config.source, {
-    exclude: [...config.exclude, ...stateDirExclude(config)],
-    cacheFile: join(config.stateDir, 'hash-cache.json'),
-    only: options.only,
-  })
-  emit({type: 'scan-done', files: scan.entries.length, hashed: scan.hashed, durationMs: Date.now() - started})
-  const routed = routeEntries(config, scan.entries)
+  // Connections open while the source is scanned: on a noop the SSH handshake costs as much as
+  // the scan. Only when every target gets a connection at once anyway.
+  const early = new Map<string, {target: Promise<Target>; connected: Promise<void>}>()
+  if (selected.length <= config.publish.parallel) {
+    for (const targetConfig of selected) {
+      if (options.openTargets?.has(targetConfig.name)) continue
+      const target = createTarget(targetConfig, config)
+      const connected = target.then((t) => {
+        emit({type: 'target-connecting', target: t.name})
+        return t.connect()
+      })
+      // Failures are met (and reported per target) where the target's turn comes.
+      target.catch(() => {})
+      connected.catch(() => {})
+      early.set(targetConfig.name, {target, connected})
+    }
+  }
+  let scan: Awaited<ReturnType<typeof scanSource>>
+  let routed: ReturnType<typeof routeEntries>
+  try {
+    scan = await scanSource(config.source, {
+      exclude: [...config.exclude, ...stateDirExclude(config)],
+      cacheFile: join(config.stateDir, 'hash-cache.json'),
+      only: options.only,
+    })
+    emit({type: 'scan-done', files: scan.entries.length, hashed: scan.hashed, durationMs: Date.now() - started})
+    routed = routeEntries(config, scan.entries)
+  } catch (error) {
+    await Promise.all([...early.values()].map((e) => e.target.then((t) => t.close()).catch(() => {})))
+    throw error
+  }
   const protect = compileGlobs(config.protect)
   const scope = options.only ? scopeMatcher(config, options.only) : undefined
 
@@ -125,22 +149,39 @@ export async function publish(config: Config, options: PublishOptions = {}): Pro
       limit(async (): Promise<TargetOutcome> => {
         const outcome: TargetOutcome = {target: targetConfig.name, url: targetConfig.url}
         const reused = options.openTargets?.get(targetConfig.name)
-        const target = reused ?? (await createTarget(targetConfig, config))
+        const opened = early.get(targetConfig.name)
+        const target = reused ?? (await (opened?.target ?? createTarget(targetConfig, config)))
         let locked = false
         try {
-          emit({type: 'target-connecting', target: target.name})
-          if (!reused) await target.connect()
+          if (opened) await opened.connected
+          else if (!reused) {
+            emit({type: 'target-connecting', target: target.name})
+            await target.connect()
+          }
+          const cacheDir = join(config.stateDir, 'targets')
+          const entries = routed.get(target.name)!
+          // The clean noop: the slave's manifest is still the one this master wrote, and it
+          // holds exactly these entries. Nothing to plan, nothing to lock.
+          if (!options.verify && !scope) {
+            // Protected paths are never recorded in a manifest, so they are not part of it either.
+            const current = fingerprint([...entries.values()].filter((e) => !protect(e.path)).map((e) => [e.path, e.source]))
+            const loaded = await loadManifest(target, targetConfig, cacheDir, current)
+            if (loaded.upToDate) {
+              outcome.plan = upToDatePlan(target, entries, protect)
+              emit({type: 'target-planned', target: target.name, plan: outcome.plan})
+              if (!options.dryRun) outcome.report = {...emptyReport(target), generation: loaded.generationHint}
+              return outcome
+            }
+          }
           if (!options.dryRun) {
             await takeLock(target, options.breakLock)
             locked = true
           }
-          const cacheDir = join(config.stateDir, 'targets')
           const loaded = await loadManifest(target, targetConfig, cacheDir)
           if (loaded.corrupt) outcome.warnings = [withContext(loaded.corrupt, target.name).toJSON()]
           const base = loaded.manifest
           // No trusted manifest (first publish, a damaged one, an interrupted publish): look at everything.
           const listed = Boolean(options.verify) || base === null || !base.complete
-          const entries = routed.get(target.name)!
           const planBase = base && scope ? {...base, files: new Map([...base.files].filter(([p]) => scope(p, entries)))} : base
           const slave = await probeSlave(target, entries, planBase, protect, listed, !options.dryRun)
           const plan = planTarget({target: target.name, url: target.url, entries, base: planBase, slave, listed, protect, force: Boolean(options.force)})
@@ -155,7 +196,7 @@ export async function publish(config: Config, options: PublishOptions = {}): Pro
             signal: options.signal,
             onEvent: options.onEvent,
             signatures,
-            onManifestWritten: (data) => saveManifestCopy(target, targetConfig, cacheDir, data),
+            onManifestWritten: (data, manifest) => saveManifestCopy(target, targetConfig, cacheDir, data, manifest),
           })
           if (!outcome.report.ok) outcome.error = outcome.report.error
         } catch (error) {
@@ -170,6 +211,13 @@ export async function publish(config: Config, options: PublishOptions = {}): Pro
     ),
   )
   return {source: config.source, files: scan.entries.length, hashed: scan.hashed, warnings: scan.warnings, dryRun: Boolean(options.dryRun), targets: outcomes}
+}
+
+/** The plan of a target that already holds exactly its entries. */
+function upToDatePlan(target: Target, entries: Map<string, RoutedEntry>, protect: (path: string) => boolean): TargetPlan {
+  let protectedPaths = 0
+  for (const path of entries.keys()) if (protect(path)) protectedPaths++
+  return {target: target.name, url: target.url, actions: [], unchanged: entries.size - protectedPaths, protected: protectedPaths, bytes: 0, counts: countActions([]), verified: false}
 }
 
 function selectTargets(config: Config, names: readonly string[] | undefined) {

@@ -195,3 +195,33 @@ t.test('init writes a config that loads', async (t) => {
   t.equal(again.code, 2, 'does not overwrite without --force')
   t.match(again.stderr, /already exists/)
 })
+
+t.test('an unchanged tree is a noop that takes no lock; a change of content, mode or of the slave by another master is still seen', async (t) => {
+  const p = await project()
+  t.equal((await p.cli('publish')).code, 0)
+  // Another master holds www1 (a live publisher elsewhere): a publish that needed the lock would stop there.
+  const lockFile = join(p.dir, 'slaves/.mirror-state/www1/lock')
+  await fs.writeFile(lockFile, JSON.stringify({host: 'other-master', user: 'ann', pid: 1, since: new Date().toISOString(), command: 'publish', token: 'x'}))
+  const noop = await p.cli('publish', '--json')
+  t.equal(noop.code, 0, noop.stderr)
+  t.same(JSON.parse(noop.stdout).targets.map((o: {report: {sent: number}}) => o.report.sent), [0, 0, 0], 'nothing to send, no lock needed')
+
+  await fs.chmod(join(p.dir, 'public/about.html'), 0o600)
+  const modeChange = await p.cli('publish', '--json')
+  t.not(modeChange.code, 0, 'the mode change needs www1, which is locked')
+  t.equal(JSON.parse(modeChange.stdout).targets.find((o: {target: string}) => o.target === 'www1').error.code, 'LOCKED')
+  await fs.rm(lockFile)
+  const after = JSON.parse((await p.cli('publish', '--json')).stdout).targets as Array<{target: string; report: {sent: number}}>
+  t.same(Object.fromEntries(after.map((o) => [o.target, o.report.sent])), {img: 0, www1: 1, www2: 0}, 'www2 got it in the run before')
+  t.equal((await fs.stat(join(p.slave('www1'), 'about.html'))).mode & 0o777, 0o600)
+
+  // A second master with its own state publishes another home page to www2.
+  const other = tempDir('mirror-e2e-other-')
+  await writeTree(join(other, 'public'), {...sampleSite, 'index.html': '<html>from the other master</html>'})
+  await fs.writeFile(join(other, 'mirror.config.yaml'), `source: ./public\ntargets:\n  www2: file://${p.slave('www2')}\nsegments:\n  - name: all\n    match: ["**"]\n    targets: [www2]\n`)
+  t.equal((await runCli(['publish'], {cwd: other})).code, 0)
+  const back = JSON.parse((await p.cli('publish', '--json')).stdout).targets as Array<{target: string; report: {sent: number; deleted: number}}>
+  // Its home page and its mode of about.html are undone; the images it put there are deleted.
+  t.match(back.find((o) => o.target === 'www2')?.report, {sent: 2, deleted: 2}, 'the other master\'s publish is noticed and undone')
+  t.equal(await fs.readFile(join(p.slave('www2'), 'index.html'), 'utf8'), sampleSite['index.html'])
+})
