@@ -122,6 +122,7 @@ function resolveConfig(raw: RawConfig, file: string): Config {
       hostKeys: options.hostKeys ?? 'strict',
       timeoutMs: (options.timeout ?? 20) * 1000,
       compress: options.compress ?? false,
+      bulk: options.bulk ?? true,
     }
   })
   const segments: SegmentConfig[] = raw.segments?.map((s) => ({

@@ -18,6 +18,8 @@ const targetOptions = z.strictObject({
   timeout: z.number().positive().optional(),
   /** Compress the SSH connection (zlib): for slow links; costs CPU on fast ones. */
   compress: z.boolean().optional(),
+  /** Send many small files in one `tar` stream when the slave allows commands; false: SFTP only. */
+  bulk: z.boolean().optional(),
 })
 
 const segmentSchema = z.strictObject({
@@ -86,6 +88,7 @@ export interface TargetConfig {
   hostKeys: 'strict' | 'accept-new'
   timeoutMs: number
   compress: boolean
+  bulk: boolean
 }
 
 export interface SegmentConfig {

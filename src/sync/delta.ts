@@ -59,8 +59,7 @@ function strongOf(buf: Uint8Array, start: number, end: number): string {
   return createHash('sha256').update(buf.subarray(start, end)).digest('hex').slice(0, 32)
 }
 
-export function computeSignature(data: Uint8Array): Signature {
-  const blockSize = blockSizeFor(data.length)
+export function computeSignature(data: Uint8Array, blockSize = blockSizeFor(data.length)): Signature {
   const count = Math.ceil(data.length / blockSize)
   const weak = new Uint32Array(count)
   const strong: string[] = new Array(count)

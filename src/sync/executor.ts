@@ -13,7 +13,7 @@ import type {PublishEvent} from './events.js'
 import {JOURNAL, journalHeader, journalLine, serializeManifest, type Manifest} from './manifest.js'
 import type {Action, TargetPlan} from './plan.js'
 import {recordAfter} from './planner.js'
-import {computeDelta, DELTA_MIN_SIZE} from './delta.js'
+import {computeDelta, computeSignature, DELTA_MIN_SIZE} from './delta.js'
 import type {SignatureStore} from './signatures.js'
 
 export interface ExecuteOptions {
@@ -28,6 +28,8 @@ export interface ExecuteOptions {
   onEvent?: (event: PublishEvent) => void
   /** Block signatures of large published files; enables delta transfer where the target can. */
   signatures?: SignatureStore
+  /** The base manifest's bytes as they are on the slave: lets a rewrite send only what differs. */
+  baseBytes?: Buffer
   /** Called after each successful manifest write with the bytes written and what they hold. */
   onManifestWritten?: (data: Buffer, manifest: Manifest) => Promise<void>
 }
@@ -56,6 +58,12 @@ export interface TargetReport {
 const MANIFEST_FLUSH_MS = 2000
 /** Then what lands is journalled at most this often. */
 const JOURNAL_APPEND_MS = 1000
+/** Publishes with fewer actions than this write the manifest once, at the end. */
+const JOURNAL_MIN_ACTIONS = 500
+/** From this many small files on, they go in one stream (`putMany`) where the target has one. */
+const BULK_MIN_FILES = 32
+/** Files per stream: an interrupted stream costs at most this many re-sends. */
+const BULK_BATCH_FILES = 2000
 
 const isPage = (path: string) => /\.(html?|xhtml|php)$/i.test(path)
 
@@ -81,6 +89,7 @@ export async function executePlan(target: Target, plan: TargetPlan, options: Exe
 
   let dirty = false
   let journaling = false
+  let onSlave = options.baseBytes
   let lastFlush = Date.now()
   let flushing: Promise<void> = Promise.resolve()
   const flush = async (final: boolean) => {
@@ -92,7 +101,8 @@ export async function executePlan(target: Target, plan: TargetPlan, options: Exe
     manifest.publisher = options.publisher
     manifest.complete = final
     const data = serializeManifest(manifest)
-    await target.writeState('manifest.json', data)
+    await writeManifest(target, data, onSlave)
+    onSlave = data
     await options.onManifestWritten?.(data, manifest)
   }
   // A publish that lasts writes the manifest once as incomplete, then journals what lands: the
@@ -108,8 +118,11 @@ export async function executePlan(target: Target, plan: TargetPlan, options: Exe
     lastFlush = Date.now()
     await target.appendState(JOURNAL, Buffer.from(lines.join('')))
   }
+  // A small publish cut short is cheap to redo (what landed is recognised by its hash): not
+  // worth a second full manifest write on the wire.
+  const worthJournal = plan.actions.length >= JOURNAL_MIN_ACTIONS
   const maybeFlush = () => {
-    if (!dirty || Date.now() - lastFlush < (journaling ? JOURNAL_APPEND_MS : MANIFEST_FLUSH_MS)) return
+    if (!dirty || !worthJournal || Date.now() - lastFlush < (journaling ? JOURNAL_APPEND_MS : MANIFEST_FLUSH_MS)) return
     lastFlush = Date.now()
     flushing = flushing.then(journaling ? appendJournal : startJournal).catch(() => {})
   }
@@ -123,45 +136,76 @@ export async function executePlan(target: Target, plan: TargetPlan, options: Exe
     }
   }
 
-  // Assets first, pages last: a page never lands before what it references.
   const transfers = plan.actions.filter((a) => a.kind === 'add' || a.kind === 'update' || a.kind === 'repair')
-  const ordered = [...transfers.filter((a) => !isPage(a.path)), ...transfers.filter((a) => isPage(a.path))]
   const limit = pLimit(Math.max(1, target.capabilities.maxTransfers))
   let fatal: MirrorError | undefined
   let firstFailure: MirrorError | undefined
 
+  const failed = (action: Action, error: unknown) => {
+    const err = withContext(error, target.name, action.path)
+    firstFailure ??= err
+    report.failed.push({path: action.path, code: err.code, message: err.message})
+    emit({type: 'file-failed', target: target.name, path: action.path, error: err.toJSON()})
+    // A dead connection or a full disk fails every later file the same way: stop early.
+    if (['CONNECTION_LOST', 'DISK_FULL', 'TIMEOUT', 'UNREACHABLE'].includes(err.code)) fatal ??= err
+  }
+  const sent = (action: Action, bytes: number, delta: boolean) => {
+    apply(action)
+    dirty = true
+    report.sent++
+    report.bytes += bytes
+    if (delta) report.deltas++
+    emit({type: 'file-done', target: target.name, path: action.path, kind: action.kind, bytes})
+    maybeFlush()
+  }
+  const halted = () => Boolean(fatal || options.signal?.aborted)
   const attempt = async (action: Action, work: () => Promise<void>) => {
-    if (fatal || options.signal?.aborted) return
+    if (halted()) return
     try {
       await work()
     } catch (error) {
-      const err = withContext(error, target.name, action.path)
-      firstFailure ??= err
-      report.failed.push({path: action.path, code: err.code, message: err.message})
-      emit({type: 'file-failed', target: target.name, path: action.path, error: err.toJSON()})
-      // A dead connection or a full disk fails every later file the same way: stop early.
-      if (['CONNECTION_LOST', 'DISK_FULL', 'TIMEOUT', 'UNREACHABLE'].includes(err.code)) fatal ??= err
+      failed(action, error)
+    }
+  }
+  const sendOne = (action: Action) =>
+    limit(() =>
+      attempt(action, async () => {
+        if (action.backup) await target.backup(action.path, options.backupId)
+        const result = await send(target, action, options.signatures)
+        sent(action, result.bytes, result.delta)
+      }),
+    )
+
+  /** Small files in one stream where the target can; what it did not take goes one by one. */
+  const sendBulk = async (actions: Action[]) => {
+    for (let start = 0; start < actions.length && !halted(); start += BULK_BATCH_FILES) {
+      const batch = actions.slice(start, start + BULK_BATCH_FILES)
+      const byPath = new Map(batch.map((a) => [a.path, a]))
+      const reported = new Set<string>()
+      const files = batch.map((a) => ({localPath: a.source!.abs, path: a.path, size: a.source!.size, options: {mode: a.source!.mode, mtimeMs: a.source!.mtimeMs}}))
+      try {
+        await target.putMany!(files, (path, error) => {
+          reported.add(path)
+          const action = byPath.get(path)!
+          if (error) failed(action, error)
+          else sent(action, action.source!.size, false)
+        }, options.signal)
+      } catch (error) {
+        for (const action of batch) if (!reported.has(action.path)) failed(action, error)
+        return
+      }
+      await Promise.all(batch.filter((a) => !reported.has(a.path)).map(sendOne))
     }
   }
 
-  await Promise.all(
-    ordered.map((action) =>
-      limit(() =>
-        attempt(action, async () => {
-          const source = action.source!
-          if (action.backup) await target.backup(action.path, options.backupId)
-          const sent = await send(target, action, options.signatures)
-          apply(action)
-          dirty = true
-          report.sent++
-          report.bytes += sent.bytes
-          if (sent.delta) report.deltas++
-          emit({type: 'file-done', target: target.name, path: action.path, kind: action.kind, bytes: sent.bytes})
-          maybeFlush()
-        }),
-      ),
-    ),
-  )
+  // Assets first, pages last: a page never lands before what it references.
+  for (const group of [transfers.filter((a) => !isPage(a.path)), transfers.filter((a) => isPage(a.path))]) {
+    if (halted()) break
+    const bulk = target.putMany ? group.filter((a) => !a.backup && a.source!.size < DELTA_MIN_SIZE) : []
+    const together = bulk.length >= BULK_MIN_FILES
+    const single = together ? group.filter((a) => !bulk.includes(a)) : group
+    await Promise.all([...single.map(sendOne), together ? sendBulk(bulk) : undefined])
+  }
 
   // Deletes go last, and only when every upload landed (rclone's rule): a failed upload may
   // mean the new page that replaces a deleted one is not there yet.
@@ -228,6 +272,23 @@ function summarizeFailures(target: string, failed: TargetReport['failed'], first
   })
 }
 
+/** Manifests smaller than this are simply written whole. */
+const MANIFEST_DELTA_MIN = 64 << 10
+/** Small blocks: a manifest changes row by row, scattered through the file. */
+const MANIFEST_BLOCK = 512
+
+/**
+ * Writes the manifest; a big one whose previous version is on the slave is rebuilt there from
+ * its unchanged blocks (copy-data), so a small publish to a 20,000-file site does not send 2 MB.
+ */
+async function writeManifest(target: Target, data: Buffer, previous: Buffer | undefined): Promise<void> {
+  if (previous && target.patchState && target.capabilities.copyData && data.length >= MANIFEST_DELTA_MIN) {
+    const delta = computeDelta(computeSignature(previous, MANIFEST_BLOCK), data)
+    if (delta.literalBytes < data.length / 2) return target.patchState('manifest.json', previous.length, delta.ops, data)
+  }
+  await target.writeState('manifest.json', data)
+}
+
 /** Files larger than this are always sent whole: a delta needs the new file in memory. */
 const DELTA_MAX_SIZE = 512 << 20
 
@@ -244,10 +305,11 @@ async function send(target: Target, action: Action, signatures: SignatureStore |
     await target.put(source.abs, action.path, options)
     return {bytes: source.size, delta: false}
   }
-  const data = await fs.readFile(source.abs)
   const base = action.kind === 'update' && action.baseHash && !action.backup && target.patch && target.capabilities.copyData ? await signatures.get(action.baseHash) : undefined
   let result = {bytes: source.size, delta: false}
-  const delta = base ? computeDelta(base, data) : undefined
+  // Only a delta needs the new file in memory; a whole file streams from disk.
+  const data = base ? await fs.readFile(source.abs) : undefined
+  const delta = base && data ? computeDelta(base, data) : undefined
   // A delta that saves less than a fifth is not worth the extra requests.
   if (delta && delta.literalBytes < source.size * 0.8) {
     await target.patch!(source.abs, action.path, delta.ops, options)
@@ -255,7 +317,8 @@ async function send(target: Target, action: Action, signatures: SignatureStore |
   } else {
     await target.put(source.abs, action.path, options)
   }
-  await signatures.remember(source.hash, data)
+  // Read again only when no target has recorded this version yet.
+  await signatures.remember(source.hash, data ?? (() => fs.readFile(source.abs)))
   return result
 }
 

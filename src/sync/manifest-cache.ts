@@ -18,6 +18,8 @@ export interface LoadedManifest {
   corrupt?: MirrorError
   /** The generation to continue from when the manifest had to be rebuilt. */
   generationHint: number
+  /** The manifest's bytes as they are on the slave (a later write can send only what differs). */
+  bytes?: Buffer
   /**
    * Set when the caller's fingerprint is that of the slave's manifest, still as this master
    * wrote it: nothing to publish, and the manifest was not even read (`manifest` is null).
@@ -65,7 +67,7 @@ async function loadManifestFile(target: Target, config: TargetConfig, cacheDir: 
         const manifest = parseManifest(copy, target.name)
         // A copy saved before fingerprints existed: give it one, so the next noop is the quick one.
         if (meta.fingerprint === undefined && manifest.complete) await writeMeta(base, {...meta, fingerprint: fingerprint(manifest.files), generation: manifest.generation})
-        return {manifest, fromCache: true, generationHint: 0}
+        return {manifest, fromCache: true, generationHint: 0, bytes: copy}
       } catch {
         // A damaged local copy: fall through and download the slave's.
       }
@@ -76,7 +78,7 @@ async function loadManifestFile(target: Target, config: TargetConfig, cacheDir: 
   try {
     const manifest = parseManifest(data, target.name)
     await writeCopy(base, config, remote.size, remote.mtimeMs, data, manifest)
-    return {manifest, fromCache: false, generationHint: manifest.generation}
+    return {manifest, fromCache: false, generationHint: manifest.generation, bytes: data}
   } catch (error) {
     const hint = await fs.readFile(`${base}.manifest.json`).then((d) => parseManifest(d, target.name).generation).catch(() => 0)
     return {manifest: null, fromCache: false, corrupt: error as MirrorError, generationHint: hint}

@@ -196,6 +196,7 @@ export async function publish(config: Config, options: PublishOptions = {}): Pro
             signal: options.signal,
             onEvent: options.onEvent,
             signatures,
+            baseBytes: base ? loaded.bytes : undefined,
             onManifestWritten: (data, manifest) => saveManifestCopy(target, targetConfig, cacheDir, data, manifest),
           })
           if (!outcome.report.ok) outcome.error = outcome.report.error
@@ -295,7 +296,12 @@ async function probeSlave(
       if (isTempName(path)) temps.push(path)
       else if (entries.has(path) || base?.files.has(path)) slave.set(path, stat)
     }
-    if (cleanTemps) await Promise.all(temps.map((p) => target.remove(p).catch(() => {})))
+    if (cleanTemps) {
+      await Promise.all(temps.map((p) => target.remove(p).catch(() => {})))
+      // Then the temporary directories of bulk uploads that held them.
+      const dirs = new Set(temps.filter((p) => p.includes('/')).map((p) => p.slice(0, p.lastIndexOf('/'))).filter(isTempName))
+      await Promise.all([...dirs].map((d) => target.removeEmptyDir(d).catch(() => false)))
+    }
   } else {
     slave = await target.stat(pathsToProbe(entries, base, protect))
   }

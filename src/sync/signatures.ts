@@ -25,14 +25,15 @@ export class SignatureStore {
   }
 
   /**
-   * Records the signature of `data` (whose SHA-256 is `hash`) unless it is already known.
+   * Records the signature of `content` (whose SHA-256 is `hash`) unless it is already known;
+   * given as a function, the content is only read when the signature is not on disk yet.
    * Several targets publishing the same version at once share one computation; a signature that
    * cannot be written only costs the next change a whole-file send, so it never throws.
    */
-  remember(hash: string, data: Uint8Array): Promise<void> {
+  remember(hash: string, content: Uint8Array | (() => Promise<Uint8Array>)): Promise<void> {
     let pending = this.inFlight.get(hash)
     if (!pending) {
-      pending = this.write(hash, data).catch(() => {}).finally(() => this.inFlight.delete(hash))
+      pending = this.write(hash, content).catch(() => {}).finally(() => this.inFlight.delete(hash))
       this.inFlight.set(hash, pending)
     }
     return pending
@@ -40,9 +41,10 @@ export class SignatureStore {
 
   private readonly inFlight = new Map<string, Promise<void>>()
 
-  private async write(hash: string, data: Uint8Array): Promise<void> {
+  private async write(hash: string, content: Uint8Array | (() => Promise<Uint8Array>)): Promise<void> {
     const file = this.file(hash)
     if (await fs.stat(file).then(() => true, () => false)) return
+    const data = typeof content === 'function' ? await content() : content
     await fs.mkdir(this.dir, {recursive: true})
     // Unique per writer: another mirror process may be recording the same version.
     const temp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`

@@ -51,7 +51,12 @@ export function tempNameFor(path: string): string {
   return dir === '.' ? name : `${dir}/${name}`
 }
 
-/** True for the base name of a temporary file left by an interrupted write. */
-export function isTempName(name: string): boolean {
-  return posix.basename(name).startsWith(TEMP_PREFIX)
+/** A fresh directory name under the root for files on their way in (a bulk upload). */
+export function tempDirName(): string {
+  return `${TEMP_PREFIX}bulk-${randomBytes(6).toString('hex')}`
+}
+
+/** True for a temporary file left by an interrupted write, also inside a temporary directory. */
+export function isTempName(path: string): boolean {
+  return path.split('/').some((part) => part.startsWith(TEMP_PREFIX))
 }

@@ -24,6 +24,14 @@ export interface TargetCapabilities {
   maxTransfers: number
 }
 
+export interface BulkFile {
+  localPath: string
+  path: string
+  /** The size the plan saw: a file that has another size when read has changed meanwhile and is not sent. */
+  size: number
+  options: PutOptions
+}
+
 export interface PutOptions {
   /** Permission bits to set on the file. */
   mode: number
@@ -86,6 +94,15 @@ export interface Target {
   put(localPath: string, path: string, options: PutOptions): Promise<void>
 
   /**
+   * Optional: writes many local files at once, each exactly as `put` would (temporary name,
+   * mode and mtime, rename; never through a symlink), faster than one `put` each. Calls
+   * `onFile` once per file as it lands or fails. A file it did not report was not written (the
+   * slave could not take the faster way, or `signal` stopped it): the caller `put`s it. Throws
+   * CONNECTION_LOST and the like when the target itself fails.
+   */
+  putMany?(files: readonly BulkFile[], onFile: (path: string, error?: unknown) => void, signal?: AbortSignal): Promise<void>
+
+  /**
    * Present when `capabilities.copyData`: rebuilds the file at `path` from its current content
    * plus new bytes, as `put` would write it (temporary name, mode and mtime, rename; never
    * through a symlink). `copy` ops copy byte ranges of the file now at `path` on the slave
@@ -123,6 +140,13 @@ export interface Target {
 
   /** Removes a file of the target's state; nothing happens when it does not exist. */
   removeState(name: string): Promise<void>
+
+  /**
+   * Present when `capabilities.copyData`: replaces a file of the target's state, as
+   * `writeState` does, with `data` rebuilt from `ops`: `copy` ranges of the file now there (which
+   * must be `baseSize` bytes long, else this writes `data` whole), `data` ranges of `data`.
+   */
+  patchState?(name: string, baseSize: number, ops: readonly DeltaOp[], data: Buffer): Promise<void>
 
   /** Stats a file of the target's state; null when it does not exist. */
   statState(name: string): Promise<RemoteStat | null>

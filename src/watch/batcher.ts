@@ -6,6 +6,8 @@
 
 /** A ctime this far ahead of our clock is not a write in progress but a clock that differs. */
 const FUTURE_MS = 1000
+/** Extra wait past the settle time when a burst is held back for a file. */
+const SETTLE_MARGIN_MS = 30
 
 export interface BatcherOptions {
   debounceMs: number
@@ -86,6 +88,8 @@ export class ChangeBatcher {
     this.timer = setTimeout(() => void this.flush(), delay)
   }
 
+  private waitedForUnsettled = false
+
   private async flush(): Promise<void> {
     this.timer = undefined
     if (this.holds > 0 || this.flushing || this.stopped || this.paths.size === 0) return
@@ -114,6 +118,16 @@ export class ChangeBatcher {
       for (const path of ready) this.paths.add(path)
       return
     }
+    // A burst whose last file is still being written waits for it once, so that it stays one
+    // publish (an edit and a delete together); a file that keeps changing holds nobody twice.
+    const holdingBurst = ready.length > 0 && this.paths.size > 0 && !this.waitedForUnsettled
+    if (holdingBurst) {
+      this.waitedForUnsettled = true
+      for (const path of ready) this.paths.add(path)
+      ready.length = 0
+    } else if (ready.length > 0) {
+      this.waitedForUnsettled = false
+    }
     // What is left (unsettled, or arrived meanwhile) starts a new wait: a file being copied for
     // minutes must not make every later event flush at once.
     if (this.paths.size > 0) this.firstAt = Date.now()
@@ -121,7 +135,9 @@ export class ChangeBatcher {
     if (this.paths.size > 0 && this.holds === 0) {
       // Unsettled paths are looked at again once they may have settled; paths that arrived
       // while we looked get the usual debounce.
-      this.schedule(Math.max(wait, this.options.debounceMs))
+      // Holding a burst back for a file, look again once it has surely settled (timestamps
+      // are coarse): a look that comes a little early would split the burst after all.
+      this.schedule(Math.max(wait + (holdingBurst ? SETTLE_MARGIN_MS : 0), this.options.debounceMs))
     }
   }
 }

@@ -245,9 +245,9 @@ export function sha256(data: Buffer | string): string {
   return createHash('sha256').update(data).digest('hex')
 }
 
-const isTemp = (rel: string) => rel.split('/').pop()!.startsWith('.mirror-tmp-')
+const isTemp = (rel: string) => rel.split('/').some((part) => part.startsWith('.mirror-tmp-'))
 
-/** Temporary files (`.mirror-tmp-*`) anywhere under the root. */
+/** Temporary files and directories (`.mirror-tmp-*`, and what such a directory holds) anywhere under the root. */
 export async function leftovers(root: string): Promise<string[]> {
   return [...(await snapshot(root)).keys()].filter(isTemp)
 }
@@ -322,7 +322,7 @@ export async function assertManifestTruthful(t: Test, slave: Slave): Promise<{co
 /** Regular files (not temporaries) under a root; cheap enough to poll. */
 export async function countFiles(root: string): Promise<number> {
   const entries = await fs.readdir(root, {recursive: true, withFileTypes: true}).catch(() => [])
-  return entries.filter((e) => e.isFile() && !e.name.startsWith('.mirror-tmp-')).length
+  return entries.filter((e) => e.isFile() && !isTemp(relative(root, join(e.parentPath, e.name)))).length
 }
 
 /**

@@ -15,7 +15,7 @@ t.test('sshd killed mid-publish: the other target completes, nothing half-writte
   const files = manyFiles(TOTAL)
   // b gets only the first directory: enough to show that it completes, without doubling the work.
   const segments = `segments:\n  - {name: first, match: ["d000/**"], targets: [a, b]}\n  - {name: rest, match: ["**"], targets: [a]}\n`
-  const p = await faultProject(t, {slaves: ['a', 'b'], files, targetOptions: {a: 'transfers: 1'}, extraConfig: segments})
+  const p = await faultProject(t, {slaves: ['a', 'b'], files, targetOptions: {a: 'transfers: 1, bulk: false'}, extraConfig: segments})
   const a = p.slaves.a
   const guard = await guardOutside(p)
   const child = p.spawn(['publish', '--json'])
@@ -55,7 +55,7 @@ t.test('sshd killed mid-publish: the other target completes, nothing half-writte
 
 t.test('master SIGKILLed mid-publish over SSH: the next publish resumes, re-sends nothing, cleans up', async (t) => {
   const files = manyFiles(TOTAL)
-  const p = await faultProject(t, {slaves: ['a'], files, targetOptions: {a: 'transfers: 1'}})
+  const p = await faultProject(t, {slaves: ['a'], files, targetOptions: {a: 'transfers: 1, bulk: false'}})
   const a = p.slaves.a
   const guard = await guardOutside(p)
   const child = p.spawn(['publish'])
@@ -89,5 +89,28 @@ t.test('master SIGKILLed mid-publish over SSH: the next publish resumes, re-send
   await assertWhole(t, a.root, (path) => (files[path] === undefined ? undefined : [files[path]]), 'every file has its content')
   t.same(await leftovers(a.root), [], 'no temporary file left behind')
   t.notOk(existsSync(join(a.state, 'lock')), 'lock released')
+  await guard.check(t)
+})
+
+t.test('master SIGKILLed in the middle of a bulk (tar) upload: nothing half-written under a final name, the next publish cleans up and finishes', async (t) => {
+  // Big enough that the stream takes a while; small enough (below the delta size) to go in bulk.
+  const files: Record<string, string> = {}
+  for (let i = 0; i < 600; i++) files[`d${i % 7}/p${i}.html`] = `<p>${i}</p>${String(i).repeat(40_000)}`.slice(0, 100_000)
+  const p = await faultProject(t, {slaves: ['a'], files})
+  const a = p.slaves.a
+  const guard = await guardOutside(p)
+  const child = p.spawn(['publish'])
+  const done = exited(child)
+  await until('a bulk upload under way', async () => (await leftovers(a.root)).filter((p) => p.includes('.mirror-tmp-bulk-') && p.includes('/')).length > 20)
+  child.kill('SIGKILL')
+  t.equal((await done).signal, 'SIGKILL')
+  await assertWhole(t, a.root, (path) => (files[path] === undefined ? undefined : [files[path]]))
+
+  const again = await p.json(['publish'])
+  t.equal(again.code, 0, again.stderr)
+  t.equal(await countFiles(a.root), 600)
+  await assertWhole(t, a.root, (path) => (files[path] === undefined ? undefined : [files[path]]), 'every file has its content')
+  t.same(await leftovers(a.root), [], 'the bulk upload\'s temporary directory is gone')
+  t.equal((await assertManifestTruthful(t, a))?.complete, true)
   await guard.check(t)
 })

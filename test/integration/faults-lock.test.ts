@@ -17,7 +17,7 @@ import {readTree, writeTree} from '../helpers/site.js'
 
 t.test('two masters at once: the second is refused naming the holder, the trees never interleave', async (t) => {
   const files = manyFiles(600)
-  const p = await faultProject(t, {slaves: ['www'], files, targetOptions: {www: 'transfers: 1'}})
+  const p = await faultProject(t, {slaves: ['www'], files, targetOptions: {www: 'transfers: 1, bulk: false'}})
   const www = p.slaves.www
   const guard = await guardOutside(p)
   // A second master: its own source (same paths, other content, one more file), same target.

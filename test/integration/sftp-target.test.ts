@@ -465,3 +465,72 @@ t.test('sftp: patch never reads or writes through a symlink', async (t) => {
   t.ok((await fs.lstat(join(root, 'linked.bin'))).isSymbolicLink(), 'the link is left as it was')
   t.same((await fs.readdir(root)).sort(), ['linked.bin'], 'no temporary file left')
 })
+
+t.test('sftp: putMany lands many files at once exactly as put would, and refuses what put refuses', async (t) => {
+  const {root} = await newRoot(t)
+  const local = tempDir('mirror-bulk-src-')
+  const outside = tempDir('mirror-bulk-outside-')
+  await fs.symlink(outside, join(root, 'escape'))
+  await fs.mkdir(join(root, 'taken.html'))
+  await fs.mkdir(join(root, 'old'))
+  await fs.writeFile(join(root, 'old/page.html'), 'old version')
+  const mtimeMs = Date.UTC(2024, 0, 2, 3, 4, 5)
+  const files = []
+  for (let i = 0; i < 50; i++) files.push({path: `d${i % 3}/n${i}.html`, body: `page ${i}\n`.repeat(i), mode: i % 2 ? 0o640 : 0o644})
+  files.push({path: 'old/page.html', body: 'new version', mode: 0o644}, {path: 'escape/evil.html', body: 'x', mode: 0o644}, {path: 'taken.html', body: 'y', mode: 0o644})
+  const bulk = await Promise.all(
+    files.map(async (f, i) => {
+      const file = join(local, `f${i}`)
+      await fs.writeFile(file, f.body)
+      return {localPath: file, path: f.path, size: Buffer.byteLength(f.body), options: {mode: f.mode, mtimeMs}}
+    }),
+  )
+  const target = new SftpTarget(config(sshd, root), {config: sshd.sshConfigFile})
+  t.teardown(() => target.close())
+  await target.connect()
+  const outcome = new Map<string, string>()
+  await target.putMany!(bulk, (path, error) => outcome.set(path, error ? (error as MirrorError).code : 'ok'))
+  t.equal(outcome.size, files.length, 'every file is reported')
+  for (const f of files.slice(0, 51)) {
+    t.equal(outcome.get(f.path), 'ok')
+    t.equal(await fs.readFile(join(root, f.path), 'utf8'), f.body)
+    const stat = await fs.stat(join(root, f.path))
+    t.equal(stat.mode & 0o777, f.mode, `${f.path}: mode`)
+    t.equal(Math.floor(stat.mtimeMs / 1000) * 1000, mtimeMs, `${f.path}: mtime`)
+  }
+  t.equal(outcome.get('escape/evil.html'), 'UNSAFE_PATH', 'never through a symlinked directory')
+  t.same(await fs.readdir(outside), [])
+  t.equal(outcome.get('taken.html'), 'UNSAFE_PATH', 'a directory in the way is not replaced')
+  t.same((await fs.readdir(root)).filter((n) => n.startsWith('.mirror-tmp')), [], 'no temporary directory left')
+})
+
+t.test('sftp: with bulk off, or without exec, putMany leaves every file to put', async (t) => {
+  const {root} = await newRoot(t)
+  const local = join(tempDir('mirror-bulk-src-'), 'a')
+  await fs.writeFile(local, 'a')
+  const target = new SftpTarget(config(sshd, root, {bulk: false}), {config: sshd.sshConfigFile})
+  t.teardown(() => target.close())
+  await target.connect()
+  const reported: string[] = []
+  await target.putMany!([{localPath: local, path: 'a.html', size: 1, options: {mode: 0o644, mtimeMs: Date.now()}}], (path) => reported.push(path))
+  t.same(reported, [])
+  t.same(await fs.readdir(root), [])
+})
+
+t.test('sftp: patchState rebuilds a state file from its unchanged blocks; another base size means a whole write', async (t) => {
+  const {root, state} = await newRoot(t)
+  const target = new SftpTarget(config(sshd, root, {state}), {config: sshd.sshConfigFile})
+  t.teardown(() => target.close())
+  await target.connect()
+  const old = Buffer.from(Array.from({length: 4000}, (_, i) => `"row/${i}.html":["${String(i).padStart(64, '0')}",${i}]`).join(','))
+  await target.writeState('manifest.json', old)
+  const next = Buffer.from(old.toString().replace('"row/2000.html":["', '"row/2000.html":["changed').replace('"row/10.html"', '"row/10b.html"'))
+  const delta = computeDelta(computeSignature(old, 512), next)
+  t.ok(delta.literalBytes < 4096, `only the changed blocks are sent (${delta.literalBytes} bytes)`)
+  await target.patchState!('manifest.json', old.length, delta.ops, next)
+  t.ok((await fs.readFile(join(state, 'manifest.json'))).equals(next), 'rebuilt exactly')
+  const other = Buffer.from('something else entirely')
+  await target.patchState!('manifest.json', 12345, computeDelta(computeSignature(next, 512), other).ops, other)
+  t.ok((await fs.readFile(join(state, 'manifest.json'))).equals(other), 'the file was not the expected base: written whole')
+  t.same((await fs.readdir(state)).filter((n) => n.endsWith('.tmp')), [], 'no temporary file left')
+})

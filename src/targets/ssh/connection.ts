@@ -340,6 +340,56 @@ export class SshConnection {
     return this.execLimit(() => this.runRaw(command, stdin, timeoutMs))
   }
 
+  /**
+   * Runs a command whose stdin is fed by `feed` as it goes (`write` waits while the channel's
+   * window is full), then closed; resolves with the exit code and output once the command ends.
+   * A `feed` that throws closes the channel and rejects with its error.
+   */
+  pipe(command: string, feed: (write: (chunk: Buffer) => Promise<void>) => Promise<void>): Promise<{code: number | null; stdout: Buffer; stderr: Buffer}> {
+    return this.execLimit(() => {
+      if (this.lost) return Promise.reject(this.lost)
+      return new Promise((resolve, reject) => {
+        this.client.exec(command, (error, channel) => {
+          if (error) return reject(error)
+          const out: Buffer[] = []
+          const err: Buffer[] = []
+          let code: number | null = null
+          let failed: unknown
+          channel.on('data', (chunk: Buffer) => out.push(chunk))
+          channel.stderr.on('data', (chunk: Buffer) => err.push(chunk))
+          channel.on('exit', (exitCode: number | null) => (code = exitCode))
+          channel.on('close', () => {
+            if (this.lost) reject(this.lost)
+            else if (failed) reject(failed)
+            else resolve({code, stdout: Buffer.concat(out), stderr: Buffer.concat(err)})
+          })
+          const write = (chunk: Buffer) =>
+            new Promise<void>((done, fail) => {
+              if (this.lost) return fail(this.lost)
+              if (channel.write(chunk)) return done()
+              const onDrain = () => {
+                channel.off('close', onClose)
+                done()
+              }
+              const onClose = () => {
+                channel.off('drain', onDrain)
+                fail(this.lost ?? new MirrorError('CONNECTION_LOST', `"${command}" ended before its input did`, {target: this.target}))
+              }
+              channel.once('drain', onDrain)
+              channel.once('close', onClose)
+            })
+          feed(write).then(
+            () => channel.end(),
+            (feedError) => {
+              failed = feedError
+              channel.close()
+            },
+          )
+        })
+      })
+    })
+  }
+
   private runRaw(command: string, stdin: Buffer | undefined, timeoutMs: number): Promise<{code: number | null; stdout: Buffer; stderr: Buffer}> {
     if (this.lost) return Promise.reject(this.lost)
     return new Promise((resolve, reject) => {

@@ -3,7 +3,7 @@
 // target's state (manifest, lock, backups) kept outside the web root. The wire is connection.ts.
 
 import {createHash, randomBytes} from 'node:crypto'
-import {open as openLocal} from 'node:fs/promises'
+import {open as openLocal, readFile} from 'node:fs/promises'
 import {posix} from 'node:path'
 
 import pLimit from 'p-limit'
@@ -11,11 +11,14 @@ import pLimit from 'p-limit'
 import type {TargetConfig} from '../../config/schema.js'
 import {MirrorError, withContext} from '../../errors.js'
 import {lockedError} from '../local-target.js'
-import {checkRelativePath, parentDirs, tempNameFor} from '../paths.js'
+import {checkRelativePath, parentDirs, tempDirName, tempNameFor} from '../paths.js'
 import type {DeltaOp} from '../../sync/delta.js'
-import type {LockOwner, PutOptions, RemoteStat, Target, TargetCapabilities} from '../target.js'
+import type {BulkFile, LockOwner, PutOptions, RemoteStat, Target, TargetCapabilities} from '../target.js'
 import {SFTP_STATUS, SftpChannel, SshConnection, sftpStatus, type Attributes} from './connection.js'
+import {tarEnd, tarHeader, tarPadding} from './tar.js'
 
+/** Files read ahead of the tar stream of a bulk upload. */
+const BULK_READ_AHEAD = 8
 /** Requests in flight per SFTP channel for stat and list: enough to hide the round trip. */
 const REQUESTS_PER_CHANNEL = 64
 /** Bytes per read or write request; OpenSSH's sftp-server takes up to 255 KiB. */
@@ -66,6 +69,8 @@ export class SftpTarget implements Target {
   /** State directories made during this run (absolute). */
   private readonly stateDirs = new Map<string, Promise<void>>()
   private remoteHash = true
+  /** False once `tar` on the slave failed us: files go one by one over SFTP from then on. */
+  private bulk = true
   private lockToken: string | undefined
 
   constructor(config: TargetConfig, ssh: {config?: string; knownHosts?: string} = {}) {
@@ -311,6 +316,93 @@ export class SftpTarget implements Target {
   }
 
   /**
+   * Many files through one `tar -x` on the slave, into a fresh directory of our own under the
+   * root (so tar never meets a symlink or a published name: members are called m0, m1, ...),
+   * then each renamed into place over SFTP with the same checks as `put`. Per file that is one
+   * request instead of six; the bytes are the same.
+   */
+  async putMany(files: readonly BulkFile[], onFile: (path: string, error?: unknown) => void, signal?: AbortSignal): Promise<void> {
+    const conn = this.connection
+    if (!conn.exec || !this.bulk || this.config.bulk === false || files.length === 0) return
+    const channel = conn.channel()
+    const stage = tempDirName()
+    const stageAbs = this.abs(stage)
+    await channel.mkdir(stageAbs, 0o700).catch((error) => {
+      throw this.fail(error, stage)
+    })
+    const staged: Array<{file: BulkFile; name: string}> = []
+    try {
+      // Reads run a few files ahead of the stream.
+      const reads = files.map((file) => ({file, data: undefined as Promise<Buffer> | undefined}))
+      const read = (i: number) => {
+        const next = reads[i]
+        if (next && !next.data) {
+          next.data = readFile(next.file.localPath)
+          next.data.catch(() => {})
+        }
+      }
+      const result = await conn.pipe(`tar -x -o -p -f - -C ${shellQuote(stageAbs)}`, async (write) => {
+        for (let i = 0; i < reads.length && !signal?.aborted; i++) {
+          for (let k = i; k < i + BULK_READ_AHEAD; k++) read(k)
+          const {file} = reads[i]
+          let data: Buffer
+          try {
+            this.check(file.path)
+            data = await reads[i].data!
+          } catch (error) {
+            onFile(file.path, withContext(error, this.name, file.path))
+            continue
+          }
+          reads[i].data = undefined
+          if (data.length !== file.size) {
+            onFile(file.path, new MirrorError('TRANSFER_FAILED', 'the file changed on the master while it was being published: the next publish sends it', {target: this.name, path: file.path, retryable: true}))
+            continue
+          }
+          const name = `m${i}`
+          await write(Buffer.concat([tarHeader(name, data.length, file.options.mode, file.options.mtimeMs / 1000), data, tarPadding(data.length)]))
+          staged.push({file, name})
+        }
+        await write(tarEnd())
+      })
+      if (result.code !== 0) {
+        const why = result.stderr.toString().trim().split('\n')[0] ?? ''
+        if (/no space left/i.test(why)) {
+          const full = new MirrorError('DISK_FULL', `the slave's disk is full (tar: ${why})`, {target: this.name, retryable: true})
+          for (const {file} of staged) onFile(file.path, withContext(full, this.name, file.path))
+          return
+        }
+        // No tar, another tar, a refused command: the files go one by one (not reported here).
+        this.bulk = false
+        return
+      }
+      const limit = pLimit(REQUESTS_PER_CHANNEL)
+      await Promise.all(
+        staged.map(({file, name}) =>
+          limit(async () => {
+            try {
+              await this.ensureParents(file.path)
+              await this.replace(conn.channel(), `${stageAbs}/${name}`, this.abs(file.path))
+              onFile(file.path)
+            } catch (error) {
+              const there = await conn.channel().lstat(this.abs(file.path)).then(toRemoteStat, () => null)
+              onFile(file.path, there?.type === 'dir' ? new MirrorError('UNSAFE_PATH', 'a directory stands where a file is published', {target: this.name, path: file.path}) : this.fail(error, file.path))
+            }
+          }),
+        ),
+      )
+    } catch (error) {
+      throw this.fail(error)
+    } finally {
+      // What was not renamed (a failure, an interrupted stream) goes with the directory.
+      if (!conn.lost) {
+        const left = await conn.channel().readdir(stageAbs).catch(() => [])
+        await Promise.all(left.map((entry) => conn.channel().unlink(`${stageAbs}/${entry.filename}`).catch(() => {})))
+        await conn.channel().rmdir(stageAbs).catch(() => {})
+      }
+    }
+  }
+
+  /**
    * Rebuilds `path` from byte ranges of its current version (copied on the slave with
    * `copy-data`) and byte ranges of `localPath`, into a temporary file renamed over `path`.
    * Only offered when the server has `copy-data` (see `capabilities.copyData`).
@@ -536,6 +628,48 @@ export class SftpTarget implements Target {
       if (handle) await channel.close(handle).catch(() => {})
       await channel.unlink(temp).catch(() => {})
       throw failure
+    }
+  }
+
+  async patchState(name: string, baseSize: number, ops: readonly DeltaOp[], data: Buffer): Promise<void> {
+    this.check(name)
+    const channel = this.connection.channel()
+    const file = `${this.stateAbs}/${name}`
+    const current = await channel.lstat(file).then(toRemoteStat, () => null)
+    if (!this.connection.extensions.copyData || current?.type !== 'file' || current.size !== baseSize) return this.writeState(name, data)
+    const temp = `${file}.${randomBytes(4).toString('hex')}.tmp`
+    let source: Buffer | undefined
+    let handle: Buffer | undefined
+    try {
+      source = await channel.open(file, 'r')
+      handle = await channel.open(temp, 'wx', {mode: 0o600})
+      const from = source
+      const to = handle
+      const requests: Array<Promise<void>> = []
+      let at = 0
+      for (const op of ops) {
+        const start = at
+        if (op.kind === 'copy') {
+          // copy-data reads "to end of file" when the length is 0: an empty op must not be sent.
+          if (op.length > 0) requests.push(channel.copyData(from, op.from, op.length, to, start))
+        } else {
+          for (let done = 0; done < op.length; done += CHUNK) requests.push(channel.write(to, data, op.offset + done, Math.min(CHUNK, op.length - done), start + done))
+        }
+        at += op.length
+      }
+      await Promise.all(requests)
+      // The manifest is the commit point of a publish: make it durable before it replaces the old one.
+      if (this.connection.extensions.fsync) await channel.fsync(to)
+      handle = undefined
+      await channel.close(to)
+      await this.replace(channel, temp, file)
+    } catch (error) {
+      const failure = await this.failWrite(channel, error, posix.dirname(file), `(state) ${name}`, data.length)
+      if (handle) await channel.close(handle).catch(() => {})
+      await channel.unlink(temp).catch(() => {})
+      throw failure
+    } finally {
+      if (source) await channel.close(source).catch(() => {})
     }
   }
 

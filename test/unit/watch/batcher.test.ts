@@ -79,6 +79,30 @@ t.test('a removed path is not waited for', async (t) => {
   t.same(batches[0].paths, ['gone.html'])
 })
 
+t.test('an edit and a delete in one burst stay one batch while the edited file settles', async (t) => {
+  const {root, batcher, batches} = setup({debounceMs: 20, maxWaitMs: 1000, settleMs: 150})
+  await fs.writeFile(join(root, 'about.html'), 'new about')
+  batcher.add('about.html')
+  batcher.add('news/gone.html')
+  await until(() => batches.length > 0, 2000)
+  await sleep(300)
+  t.same(batches.map((b) => b.paths), [['about.html', 'news/gone.html']])
+})
+
+t.test('a file that keeps changing holds the others back only once', async (t) => {
+  const {root, batcher, batches} = setup({debounceMs: 20, maxWaitMs: 150, settleMs: 100})
+  batcher.add('gone.html')
+  const start = Date.now()
+  while (batches.length === 0 && Date.now() - start < 2000) {
+    await fs.writeFile(join(root, 'busy.log'), String(Date.now()))
+    batcher.add('busy.log')
+    await sleep(15)
+  }
+  batcher.stop()
+  t.same(batches[0]?.paths, ['gone.html'], 'the removed path went without waiting for the busy file')
+  t.ok(batches[0].at - start < 1000, 'within about two looks')
+})
+
 t.test('hold keeps everything back until released, then it is one batch', async (t) => {
   const {root, batcher, batches} = setup()
   const release = batcher.hold()
