@@ -36,7 +36,7 @@ t.test('a slave stalled before the publish: TIMEOUT within its timeout, the othe
 t.test('a slave stalled mid-publish: TIMEOUT, nothing half-written; the next publish finishes the job', async (t) => {
   const files = manyFiles(1500)
   const segments = `segments:\n  - {name: first, match: ["d000/**"], targets: [stuck, fine]}\n  - {name: rest, match: ["**"], targets: [stuck]}\n`
-  const p = await faultProject(t, {slaves: ['stuck', 'fine'], files, targetOptions: {stuck: `timeout: ${TIMEOUT}, transfers: 2`}, extraConfig: segments})
+  const p = await faultProject(t, {slaves: ['stuck', 'fine'], files, targetOptions: {stuck: `timeout: ${TIMEOUT}, transfers: 2, bulk: false`}, extraConfig: segments})
   const stuck = p.slaves.stuck
   p.onCleanup(() => stuck.sshd.resume())
   const guard = await guardOutside(p)
