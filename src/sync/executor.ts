@@ -14,6 +14,7 @@ import {JOURNAL, journalHeader, journalLine, serializeManifest, type Manifest} f
 import type {Action, TargetPlan} from './plan.js'
 import {recordAfter} from './planner.js'
 import {computeDelta, computeSignature, DELTA_MIN_SIZE} from './delta.js'
+import type {SharedReads} from './shared-reads.js'
 import type {SignatureStore} from './signatures.js'
 
 export interface ExecuteOptions {
@@ -28,6 +29,8 @@ export interface ExecuteOptions {
   onEvent?: (event: PublishEvent) => void
   /** Block signatures of large published files; enables delta transfer where the target can. */
   signatures?: SignatureStore
+  /** Source files read once for all targets (bulk uploads). */
+  reads?: SharedReads
   /** The base manifest's bytes as they are on the slave: lets a rewrite send only what differs. */
   baseBytes?: Buffer
   /** Called after each successful manifest write with the bytes written and what they hold. */
@@ -182,7 +185,11 @@ export async function executePlan(target: Target, plan: TargetPlan, options: Exe
       const batch = actions.slice(start, start + BULK_BATCH_FILES)
       const byPath = new Map(batch.map((a) => [a.path, a]))
       const reported = new Set<string>()
-      const files = batch.map((a) => ({localPath: a.source!.abs, path: a.path, size: a.source!.size, options: {mode: a.source!.mode, mtimeMs: a.source!.mtimeMs}}))
+      const reads = options.reads
+      const files = batch.map((a) => {
+        const {abs, size, mode, mtimeMs} = a.source!
+        return {localPath: abs, path: a.path, size, options: {mode, mtimeMs}, read: reads ? () => reads.read(abs, size) : undefined}
+      })
       try {
         await target.putMany!(files, (path, error) => {
           reported.add(path)
@@ -307,9 +314,14 @@ async function send(target: Target, action: Action, signatures: SignatureStore |
   }
   const base = action.kind === 'update' && action.baseHash && !action.backup && target.patch && target.capabilities.copyData ? await signatures.get(action.baseHash) : undefined
   let result = {bytes: source.size, delta: false}
-  // Only a delta needs the new file in memory; a whole file streams from disk.
-  const data = base ? await fs.readFile(source.abs) : undefined
-  const delta = base && data ? computeDelta(base, data) : undefined
+  // Only a delta needs the new file in memory (once for all targets); a whole file streams from disk.
+  let data: Buffer | undefined
+  const delta = base
+    ? await signatures.deltaFor(action.baseHash!, source.hash, async () => {
+        data = await fs.readFile(source.abs)
+        return computeDelta(base, data)
+      })
+    : undefined
   // A delta that saves less than a fifth is not worth the extra requests.
   if (delta && delta.literalBytes < source.size * 0.8) {
     await target.patch!(source.abs, action.path, delta.ops, options)

@@ -21,6 +21,7 @@ import {countActions, type RoutedEntry, type TargetPlan} from './plan.js'
 import {needsHash, pathsToProbe, planTarget, type SlaveFile} from './planner.js'
 import {compileGlobs} from './globs.js'
 import {scanSource, type ScanWarning} from './scan.js'
+import {SharedReads} from './shared-reads.js'
 import {SignatureStore} from './signatures.js'
 import {processAlive} from '../util/process.js'
 import {createRouter} from './segments.js'
@@ -143,6 +144,9 @@ export async function publish(config: Config, options: PublishOptions = {}): Pro
 
   const limit = pLimit(config.publish.parallel)
   const signatures = new SignatureStore(join(config.stateDir, 'signatures'))
+  const readers = new Map<string, number>()
+  for (const entries of routed.values()) for (const {source} of entries.values()) readers.set(source.abs, (readers.get(source.abs) ?? 0) + 1)
+  const reads = new SharedReads((abs) => readers.get(abs) ?? 1)
   const backupId = new Date().toISOString().replace(/[:.]/g, '-')
   const outcomes = await Promise.all(
     selected.map((targetConfig) =>
@@ -196,6 +200,7 @@ export async function publish(config: Config, options: PublishOptions = {}): Pro
             signal: options.signal,
             onEvent: options.onEvent,
             signatures,
+            reads,
             baseBytes: base ? loaded.bytes : undefined,
             onManifestWritten: (data, manifest) => saveManifestCopy(target, targetConfig, cacheDir, data, manifest),
           })

@@ -6,7 +6,7 @@ import {randomBytes} from 'node:crypto'
 import * as fs from 'node:fs/promises'
 import {join} from 'node:path'
 
-import {computeSignature, parseSignature, serializeSignature, type Signature} from './delta.js'
+import {computeSignature, parseSignature, serializeSignature, type Delta, type Signature} from './delta.js'
 
 export class SignatureStore {
   constructor(private readonly dir: string) {}
@@ -40,6 +40,22 @@ export class SignatureStore {
   }
 
   private readonly inFlight = new Map<string, Promise<void>>()
+  private readonly deltas = new Map<string, Promise<Delta>>()
+
+  /**
+   * The delta from version `baseHash` to version `hash`, computed once for every target that
+   * needs it (they usually hold the same old version). A failed computation is not kept.
+   */
+  deltaFor(baseHash: string, hash: string, compute: () => Promise<Delta>): Promise<Delta> {
+    const key = `${baseHash}>${hash}`
+    let pending = this.deltas.get(key)
+    if (!pending) {
+      pending = compute()
+      pending.catch(() => this.deltas.delete(key))
+      this.deltas.set(key, pending)
+    }
+    return pending
+  }
 
   private async write(hash: string, content: Uint8Array | (() => Promise<Uint8Array>)): Promise<void> {
     const file = this.file(hash)

@@ -30,6 +30,8 @@ export interface BulkFile {
   /** The size the plan saw: a file that has another size when read has changed meanwhile and is not sent. */
   size: number
   options: PutOptions
+  /** Reads the file's bytes (shared with other targets); reading `localPath` when absent. */
+  read?: () => Promise<Buffer>
 }
 
 export interface PutOptions {

@@ -337,7 +337,7 @@ export class SftpTarget implements Target {
       const read = (i: number) => {
         const next = reads[i]
         if (next && !next.data) {
-          next.data = readFile(next.file.localPath)
+          next.data = next.file.read ? next.file.read() : readFile(next.file.localPath)
           next.data.catch(() => {})
         }
       }
