@@ -9,7 +9,8 @@ import t from 'tap'
 
 import {assertManifestTruthful, assertWhole, countFiles, exited, faultProject, guardOutside, leftovers, manyFiles, settledCount, until} from '../helpers/faults.js'
 
-const TOTAL = 1500
+// Enough files that, one at a time, the publish is still going when its manifest is first written (2 s).
+const TOTAL = 3000
 
 t.test('sshd killed mid-publish: the other target completes, nothing half-written, the next publish finishes', async (t) => {
   const files = manyFiles(TOTAL)
