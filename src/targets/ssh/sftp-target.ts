@@ -605,6 +605,47 @@ export class SftpTarget implements Target {
 
   async writeState(name: string, data: Buffer): Promise<void> {
     this.check(name)
+    await this.replaceState(name, data.length, async (channel, to) => {
+      const writes: Array<Promise<void>> = []
+      for (let offset = 0; offset < data.length; offset += CHUNK) writes.push(channel.write(to, data, offset, Math.min(CHUNK, data.length - offset), offset))
+      await Promise.all(writes)
+    })
+  }
+
+  async patchState(name: string, baseSize: number, ops: readonly DeltaOp[], data: Buffer): Promise<void> {
+    this.check(name)
+    const file = `${this.stateAbs}/${name}`
+    const current = await this.connection.channel().lstat(file).then(toRemoteStat, () => null)
+    if (!this.connection.extensions.copyData || current?.type !== 'file' || current.size !== baseSize) return this.writeState(name, data)
+    let source: {channel: SftpChannel; handle: Buffer} | undefined
+    try {
+      await this.replaceState(name, data.length, async (channel, to) => {
+        const from = await channel.open(file, 'r')
+        source = {channel, handle: from}
+        const requests: Array<Promise<void>> = []
+        let at = 0
+        for (const op of ops) {
+          const start = at
+          if (op.kind === 'copy') {
+            // copy-data reads "to end of file" when the length is 0: an empty op must not be sent.
+            if (op.length > 0) requests.push(channel.copyData(from, op.from, op.length, to, start))
+          } else {
+            for (let done = 0; done < op.length; done += CHUNK) requests.push(channel.write(to, data, op.offset + done, Math.min(CHUNK, op.length - done), start + done))
+          }
+          at += op.length
+        }
+        await Promise.all(requests)
+      })
+    } finally {
+      if (source) await source.channel.close(source.handle).catch(() => {})
+    }
+  }
+
+  /**
+   * Replaces a state file atomically: `fill` writes the new content into a temporary file's
+   * open handle, which is made durable and renamed over `name`. On failure the old file stays.
+   */
+  private async replaceState(name: string, size: number, fill: (channel: SftpChannel, handle: Buffer) => Promise<void>): Promise<void> {
     const channel = this.connection.channel()
     const file = `${this.stateAbs}/${name}`
     const temp = `${file}.${randomBytes(4).toString('hex')}.tmp`
@@ -613,63 +654,17 @@ export class SftpTarget implements Target {
       await this.ensureStateDir(posix.dirname(file))
       handle = await channel.open(temp, 'wx', {mode: 0o600})
       const openHandle = handle
-      const writes: Array<Promise<void>> = []
-      for (let offset = 0; offset < data.length; offset += CHUNK) {
-        writes.push(channel.write(openHandle, data, offset, Math.min(CHUNK, data.length - offset), offset))
-      }
-      await Promise.all(writes)
+      await fill(channel, openHandle)
       // The manifest is the commit point of a publish: make it durable before it replaces the old one.
       if (this.connection.extensions.fsync) await channel.fsync(openHandle)
       handle = undefined
       await channel.close(openHandle)
       await this.replace(channel, temp, file)
     } catch (error) {
-      const failure = await this.failWrite(channel, error, posix.dirname(file), `(state) ${name}`, data.length)
+      const failure = await this.failWrite(channel, error, posix.dirname(file), `(state) ${name}`, size)
       if (handle) await channel.close(handle).catch(() => {})
       await channel.unlink(temp).catch(() => {})
       throw failure
-    }
-  }
-
-  async patchState(name: string, baseSize: number, ops: readonly DeltaOp[], data: Buffer): Promise<void> {
-    this.check(name)
-    const channel = this.connection.channel()
-    const file = `${this.stateAbs}/${name}`
-    const current = await channel.lstat(file).then(toRemoteStat, () => null)
-    if (!this.connection.extensions.copyData || current?.type !== 'file' || current.size !== baseSize) return this.writeState(name, data)
-    const temp = `${file}.${randomBytes(4).toString('hex')}.tmp`
-    let source: Buffer | undefined
-    let handle: Buffer | undefined
-    try {
-      source = await channel.open(file, 'r')
-      handle = await channel.open(temp, 'wx', {mode: 0o600})
-      const from = source
-      const to = handle
-      const requests: Array<Promise<void>> = []
-      let at = 0
-      for (const op of ops) {
-        const start = at
-        if (op.kind === 'copy') {
-          // copy-data reads "to end of file" when the length is 0: an empty op must not be sent.
-          if (op.length > 0) requests.push(channel.copyData(from, op.from, op.length, to, start))
-        } else {
-          for (let done = 0; done < op.length; done += CHUNK) requests.push(channel.write(to, data, op.offset + done, Math.min(CHUNK, op.length - done), start + done))
-        }
-        at += op.length
-      }
-      await Promise.all(requests)
-      // The manifest is the commit point of a publish: make it durable before it replaces the old one.
-      if (this.connection.extensions.fsync) await channel.fsync(to)
-      handle = undefined
-      await channel.close(to)
-      await this.replace(channel, temp, file)
-    } catch (error) {
-      const failure = await this.failWrite(channel, error, posix.dirname(file), `(state) ${name}`, data.length)
-      if (handle) await channel.close(handle).catch(() => {})
-      await channel.unlink(temp).catch(() => {})
-      throw failure
-    } finally {
-      if (source) await channel.close(source).catch(() => {})
     }
   }
 
