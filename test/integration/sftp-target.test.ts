@@ -534,3 +534,18 @@ t.test('sftp: patchState rebuilds a state file from its unchanged blocks; anothe
   t.ok((await fs.readFile(join(state, 'manifest.json'))).equals(other), 'the file was not the expected base: written whole')
   t.same((await fs.readdir(state)).filter((n) => n.endsWith('.tmp')), [], 'no temporary file left')
 })
+
+t.test('sftp: many files into many new directories at once, over several channels, all land', async (t) => {
+  const {root} = await newRoot(t)
+  const local = join(tempDir('mirror-bulk-src-'), 'page.html')
+  await fs.writeFile(local, 'x')
+  const files = Array.from({length: 3000}, (_, i) => ({localPath: local, path: `news/${i % 50}/${i % 300}/p${i}.html`, size: 1, options: {mode: 0o644, mtimeMs: Date.now()}}))
+  const target = new SftpTarget(config(sshd, root, {transfers: 64}), {config: sshd.sshConfigFile})
+  t.teardown(() => target.close())
+  await target.connect()
+  const failed: string[] = []
+  await target.putMany!(files, (path, error) => error && failed.push(`${path}: ${(error as Error).message}`))
+  t.same(failed.slice(0, 3), [], 'no file refused for a directory another request was making')
+  const landed = (await fs.readdir(join(root, 'news'), {recursive: true, withFileTypes: true})).filter((e) => e.isFile()).length
+  t.equal(landed, 3000)
+})

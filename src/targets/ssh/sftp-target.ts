@@ -759,16 +759,7 @@ export class SftpTarget implements Target {
   private dirState(dir: string): Promise<DirState> {
     let pending = this.dirs.get(dir)
     if (!pending) {
-      pending = this.connection
-        .channel()
-        .lstat(this.abs(dir))
-        .then(
-          (s) => toRemoteStat(s).type as DirState,
-          (error) => {
-            if (sftpStatus(error) === SFTP_STATUS.NO_SUCH_FILE) return 'missing' as const
-            throw error
-          },
-        )
+      pending = this.lstatDir(dir)
       this.dirs.set(dir, pending)
       pending.then(
         (state) => state !== 'dir' && this.dirs.get(dir) === pending && this.dirs.delete(dir),
@@ -776,6 +767,20 @@ export class SftpTarget implements Target {
       )
     }
     return pending
+  }
+
+  /** A fresh lstat of a directory under the root, never from the cache. */
+  private lstatDir(dir: string): Promise<DirState> {
+    return this.connection
+      .channel()
+      .lstat(this.abs(dir))
+      .then(
+        (s) => toRemoteStat(s).type as DirState,
+        (error) => {
+          if (sftpStatus(error) === SFTP_STATUS.NO_SUCH_FILE) return 'missing' as const
+          throw error
+        },
+      )
   }
 
   /** 'ok' when every parent of `path` is a real directory; else what is in the way. */
@@ -802,7 +807,10 @@ export class SftpTarget implements Target {
       let state = await this.dirState(dir)
       if (state === 'missing') {
         const refused = await this.makeDir(dir, path)
-        state = await this.dirState(dir)
+        // A cached answer may be an lstat sent (on another channel) before the mkdir landed: look
+        // again afresh, unless our mkdir just made it.
+        state = refused ? await this.lstatDir(dir) : 'dir'
+        if (state === 'dir') this.dirs.set(dir, Promise.resolve('dir'))
         // Not made, and nobody else made it either: the mkdir's own failure says why.
         if (state === 'missing' && refused) throw await this.failWrite(this.connection.channel(), refused, posix.dirname(this.abs(dir)), path, 0)
       }
