@@ -29,8 +29,8 @@ ssh:
   config: ./ssh_config
 targets:
   img: {url: "sftp://slave-img${root('img')}", state: "${dir}/state/img", compress: true}
-  cache1: {url: "sftp://slave-cache1${root('cache1')}", state: "${dir}/state/cache1", timeout: 5}
-  cache2: {url: "sftp://slave-cache2${root('cache2')}", state: "${dir}/state/cache2", timeout: 5}
+  cache1: {url: "sftp://slave-cache1${root('cache1')}", state: "${dir}/state/cache1", timeout: 15}
+  cache2: {url: "sftp://slave-cache2${root('cache2')}", state: "${dir}/state/cache2", timeout: 15}
 segments:
   - name: images
     mime: ["image/*"]
