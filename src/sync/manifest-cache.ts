@@ -20,11 +20,6 @@ export interface LoadedManifest {
   generationHint: number
   /** The manifest's bytes as they are on the slave (a later write can send only what differs). */
   bytes?: Buffer
-  /**
-   * Set when the caller's fingerprint is that of the slave's manifest, still as this master
-   * wrote it: nothing to publish, and the manifest was not even read (`manifest` is null).
-   */
-  upToDate?: boolean
 }
 
 interface CopyMeta {
@@ -41,8 +36,28 @@ function copyName(config: TargetConfig): string {
   return `${config.name}-${key}`
 }
 
-export async function loadManifest(target: Target, config: TargetConfig, cacheDir: string, upToDateIf?: string): Promise<LoadedManifest> {
-  const loaded = await loadManifestFile(target, config, cacheDir, upToDateIf)
+/**
+ * The quick check of a clean noop: the slave's manifest is still the one this master wrote (one
+ * stat) and `files` is its fingerprint. Returns that manifest's generation, or undefined when
+ * the manifest has to be loaded. Reads nothing else.
+ */
+export async function upToDateGeneration(target: Target, config: TargetConfig, cacheDir: string, files: string): Promise<number | undefined> {
+  const remote = await target.statState('manifest.json')
+  if (!remote) return undefined
+  const meta = await readMeta(join(cacheDir, copyName(config)))
+  const current = meta && meta.url === config.url && meta.size === remote.size && meta.mtimeMs === remote.mtimeMs
+  return current && meta.fingerprint === files ? (meta.generation ?? 0) : undefined
+}
+
+function readMeta(base: string): Promise<CopyMeta | undefined> {
+  return fs
+    .readFile(`${base}.meta.json`, 'utf8')
+    .then((text) => JSON.parse(text) as CopyMeta)
+    .catch(() => undefined)
+}
+
+export async function loadManifest(target: Target, config: TargetConfig, cacheDir: string): Promise<LoadedManifest> {
+  const loaded = await loadManifestFile(target, config, cacheDir)
   // An interrupted publish: what landed after its manifest was written is in the journal.
   if (loaded.manifest && !loaded.manifest.complete) {
     const journal = await target.readState(JOURNAL).catch(() => null)
@@ -51,16 +66,12 @@ export async function loadManifest(target: Target, config: TargetConfig, cacheDi
   return loaded
 }
 
-async function loadManifestFile(target: Target, config: TargetConfig, cacheDir: string, upToDateIf: string | undefined): Promise<LoadedManifest> {
+async function loadManifestFile(target: Target, config: TargetConfig, cacheDir: string): Promise<LoadedManifest> {
   const remote = await target.statState('manifest.json')
   const base = join(cacheDir, copyName(config))
   if (!remote) return {manifest: null, fromCache: false, generationHint: 0}
-  const meta = await fs
-    .readFile(`${base}.meta.json`, 'utf8')
-    .then((text) => JSON.parse(text) as CopyMeta)
-    .catch(() => undefined)
+  const meta = await readMeta(base)
   if (meta && meta.url === config.url && meta.size === remote.size && meta.mtimeMs === remote.mtimeMs) {
-    if (upToDateIf !== undefined && meta.fingerprint === upToDateIf) return {manifest: null, fromCache: true, generationHint: meta.generation ?? 0, upToDate: true}
     const copy = await fs.readFile(`${base}.manifest.json`).catch(() => undefined)
     if (copy) {
       try {

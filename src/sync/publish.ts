@@ -16,7 +16,7 @@ import type {LockOwner, Target} from '../targets/target.js'
 import type {PublishEvent} from './events.js'
 import {emptyReport, executePlan, type TargetReport} from './executor.js'
 import {emptyManifest, fingerprint, type Manifest} from './manifest.js'
-import {loadManifest, saveManifestCopy} from './manifest-cache.js'
+import {loadManifest, saveManifestCopy, upToDateGeneration} from './manifest-cache.js'
 import {countActions, type RoutedEntry, type TargetPlan} from './plan.js'
 import {needsHash, pathsToProbe, planTarget, type SlaveFile} from './planner.js'
 import {compileGlobs} from './globs.js'
@@ -144,9 +144,15 @@ export async function publish(config: Config, options: PublishOptions = {}): Pro
 
   const limit = pLimit(config.publish.parallel)
   const signatures = new SignatureStore(join(config.stateDir, 'signatures'))
-  const readers = new Map<string, number>()
-  for (const entries of routed.values()) for (const {source} of entries.values()) readers.set(source.abs, (readers.get(source.abs) ?? 0) + 1)
-  const reads = new SharedReads((abs) => readers.get(abs) ?? 1)
+  // Counted on the first shared read only: a noop or a watch batch never needs it.
+  let readers: Map<string, number> | undefined
+  const reads = new SharedReads((abs) => {
+    if (!readers) {
+      readers = new Map()
+      for (const entries of routed.values()) for (const {source} of entries.values()) readers.set(source.abs, (readers.get(source.abs) ?? 0) + 1)
+    }
+    return readers.get(abs) ?? 1
+  })
   const backupId = new Date().toISOString().replace(/[:.]/g, '-')
   const outcomes = await Promise.all(
     selected.map((targetConfig) =>
@@ -169,11 +175,11 @@ export async function publish(config: Config, options: PublishOptions = {}): Pro
           if (!options.verify && !scope) {
             // Protected paths are never recorded in a manifest, so they are not part of it either.
             const current = fingerprint([...entries.values()].filter((e) => !protect(e.path)).map((e) => [e.path, e.source]))
-            const loaded = await loadManifest(target, targetConfig, cacheDir, current)
-            if (loaded.upToDate) {
+            const generation = await upToDateGeneration(target, targetConfig, cacheDir, current)
+            if (generation !== undefined) {
               outcome.plan = upToDatePlan(target, entries, protect)
               emit({type: 'target-planned', target: target.name, plan: outcome.plan})
-              if (!options.dryRun) outcome.report = {...emptyReport(target), generation: loaded.generationHint}
+              if (!options.dryRun) outcome.report = {...emptyReport(target), generation}
               return outcome
             }
           }
