@@ -29,7 +29,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     this.args = args as Interfaces.InferredArgs<T['args']>
   }
 
-  protected loadConfig(): Config {
+  protected loadConfig(): Promise<Config> {
     return loadConfig({config: this.flags.config})
   }
 

@@ -1,7 +1,6 @@
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base-command.js'
-import {publish} from '../sync/publish.js'
 import {formatPlan, formatWarnings} from '../ui/format.js'
 
 export default class Diff extends BaseCommand<typeof Diff> {
@@ -24,7 +23,8 @@ Same as \`mirror publish --dry-run\`.`
   }
 
   async run(): Promise<void> {
-    const config = this.loadConfig()
+    const config = await this.loadConfig()
+    const {publish} = await import('../sync/publish.js')
     const result = await publish(config, {targets: this.flags.target, dryRun: true, force: this.flags.force, verify: this.flags.verify})
     const failed = result.targets.filter((o) => o.error)
     process.exitCode = failed.length === 0 ? 0 : failed.length === result.targets.length ? 1 : 3

@@ -1,4 +1,6 @@
-// Every command, listed explicitly so that start-up does not scan the file system.
+// Every command, listed explicitly so that start-up does not scan the file system. Commands
+// import their domain (ssh2, the renderer, chokidar, the config schema) inside run(): start-up
+// loads only the command classes, and a command pays only for what it uses.
 
 import Diff from './diff.js'
 import Init from './init.js'

@@ -5,7 +5,7 @@ import {fileURLToPath} from 'node:url'
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base-command.js'
-import {CONFIG_NAMES, parseConfig} from '../config/load.js'
+import {CONFIG_NAMES} from '../config/load.js'
 import {parseTargetUrl} from '../config/target-url.js'
 import {MirrorError} from '../errors.js'
 
@@ -60,6 +60,7 @@ export default class Init extends BaseCommand<typeof Init> {
       .replace('{{segments}}', segments.join('\n'))
       .replace('{{render}}', render)
     // What init writes must load: a broken template is a bug, caught here rather than later.
+    const {parseConfig} = await import('../config/validate.js')
     parseConfig(text, file)
     writeFileSync(file, text)
     if (this.flags.json) this.printJson({ok: true, file})

@@ -1,8 +1,8 @@
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base-command.js'
+import type {Config} from '../config/load.js'
 import {publishExitCode} from '../cli/publish-exit.js'
-import {publish} from '../sync/publish.js'
 import {formatPlan, formatReport, formatTargetError, formatWarnings} from '../ui/format.js'
 import {createProgress} from '../ui/progress.js'
 
@@ -30,7 +30,7 @@ export default class Publish extends BaseCommand<typeof Publish> {
 
   async run(): Promise<void> {
     const {flags} = this
-    const config = this.loadConfig()
+    const config = await this.loadConfig()
     if (flags.render || config.render?.beforePublish) await this.renderFirst(config)
     const progress = createProgress(!flags.json)
     const controller = new AbortController()
@@ -38,6 +38,7 @@ export default class Publish extends BaseCommand<typeof Publish> {
     process.once('SIGINT', stop)
     process.once('SIGTERM', stop)
     try {
+      const {publish} = await import('../sync/publish.js')
       const result = await publish(config, {
         targets: flags.target,
         dryRun: flags['dry-run'],
@@ -71,7 +72,7 @@ export default class Publish extends BaseCommand<typeof Publish> {
     }
   }
 
-  private async renderFirst(config: ReturnType<BaseCommand<typeof Publish>['loadConfig']>): Promise<void> {
+  private async renderFirst(config: Config): Promise<void> {
     const {renderBeforePublish} = await import('../render/before-publish.js')
     await renderBeforePublish(config, {json: this.flags.json})
   }

@@ -4,9 +4,7 @@
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base-command.js'
-import {renderSchema} from '../config/render-schema.js'
 import {MirrorError} from '../errors.js'
-import {formatRenderReport, renderSite} from '../render/index.js'
 import {createRenderProgress} from '../render/progress.js'
 
 export default class Render extends BaseCommand<typeof Render> {
@@ -30,7 +28,7 @@ Edit, login, history, diff and sort links, robots.txt exclusions and nofollow li
 
   async run(): Promise<void> {
     const {flags} = this
-    const config = this.loadConfig()
+    const config = await this.loadConfig()
     const overrides = Object.fromEntries(
       Object.entries({
         origin: flags.origin,
@@ -45,6 +43,7 @@ Edit, login, history, diff and sort links, robots.txt exclusions and nofollow li
         suggestion: 'Add render: {origin: http://...} to the config, or pass --origin.',
       })
     }
+    const [{renderSchema}, {formatRenderReport, renderSite}] = await Promise.all([import('../config/render-schema.js'), import('../render/index.js')])
     const parsed = renderSchema.safeParse({...config.render, ...overrides})
     if (!parsed.success) {
       const problem = parsed.error.issues[0]

@@ -9,7 +9,6 @@ import {BaseCommand} from '../cli/base-command.js'
 import {loadConfig, type Config} from '../config/load.js'
 import {addCron, addSystemd, listSchedules, removeCron, removeUnits} from '../schedule/manage.js'
 import {systemCrontab} from '../schedule/crontab.js'
-import {scheduledRun} from '../schedule/scheduled-run.js'
 import {defaultUnitDir} from '../schedule/systemd.js'
 import {MirrorError} from '../errors.js'
 
@@ -32,7 +31,7 @@ export class ScheduleAdd extends BaseCommand<typeof ScheduleAdd> {
   }
 
   async run(): Promise<void> {
-    const config = this.loadConfig()
+    const config = await this.loadConfig()
     const {flags} = this
     if (flags.dir && !flags.systemd) throw new MirrorError('USAGE', '--dir goes with --systemd')
     const log = flags.log ? absolute(flags.log) : undefined
@@ -56,7 +55,7 @@ export class ScheduleList extends BaseCommand<typeof ScheduleList> {
   static override flags = {dir: dirFlag}
 
   async run(): Promise<void> {
-    const current = optionalConfig(this.flags.config)
+    const current = await optionalConfig(this.flags.config)
     const result = await listSchedules(current?.file, systemCrontab(), absolute(this.flags.dir ?? defaultUnitDir()))
     if (this.flags.json) return this.printJson({ok: true, ...result})
     if (result.cron.length === 0 && result.systemd.length === 0) {
@@ -84,13 +83,13 @@ export class ScheduleRemove extends BaseCommand<typeof ScheduleRemove> {
   async run(): Promise<void> {
     const {flags} = this
     if (flags.systemd) {
-      const config = this.loadConfig()
+      const config = await this.loadConfig()
       const removed = await removeUnits(config.file, absolute(flags.dir ?? defaultUnitDir()))
       if (flags.json) return this.printJson({ok: true, removed})
       this.log(removed.length > 0 ? `Removed ${removed.join(' and ')}.\nStop the timer if it is running: systemctl --user disable --now ${removed[0].split('/').pop()}` : 'No systemd units for this config.')
       return
     }
-    const config = flags.all ? undefined : this.loadConfig()
+    const config = flags.all ? undefined : await this.loadConfig()
     const removed = await removeCron(systemCrontab(), config?.file)
     if (flags.json) return this.printJson({ok: true, removed})
     const what = config ? ` for ${config.file}` : ''
@@ -106,7 +105,8 @@ export class ScheduleRun extends BaseCommand<typeof ScheduleRun> {
   static override flags = {log: Flags.string({description: 'append the report to this file instead of printing it'})}
 
   async run(): Promise<void> {
-    const config = this.loadConfig()
+    const config = await this.loadConfig()
+    const {scheduledRun} = await import('../schedule/scheduled-run.js')
     process.exitCode = await scheduledRun(config, {log: this.flags.log ? absolute(this.flags.log) : undefined})
   }
 }
@@ -116,9 +116,9 @@ function absolute(path: string): string {
 }
 
 /** The config in use, when there is one: `list` works without. */
-function optionalConfig(named: string | undefined): Config | undefined {
+async function optionalConfig(named: string | undefined): Promise<Config | undefined> {
   try {
-    return loadConfig({config: named})
+    return await loadConfig({config: named})
   } catch (error) {
     if (named) throw error
     return undefined

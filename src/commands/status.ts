@@ -2,7 +2,7 @@ import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base-command.js'
 import {ExitCode} from '../errors.js'
-import {targetStatuses, type TargetStatus} from '../sync/status.js'
+import type {TargetStatus} from '../sync/status.js'
 import {showPath} from '../ui/format.js'
 
 export default class Status extends BaseCommand<typeof Status> {
@@ -17,7 +17,8 @@ export default class Status extends BaseCommand<typeof Status> {
   }
 
   async run(): Promise<void> {
-    const config = this.loadConfig()
+    const config = await this.loadConfig()
+    const {targetStatuses} = await import('../sync/status.js')
     const statuses = await targetStatuses(config, {targets: this.flags.target, deep: this.flags.deep})
     const down = statuses.filter((s) => !s.reachable || s.error)
     process.exitCode = down.length === 0 ? ExitCode.OK : down.length === statuses.length ? ExitCode.FAILED : ExitCode.PARTIAL

@@ -4,7 +4,7 @@ import {BaseCommand} from '../cli/base-command.js'
 import {exitCodeFor, toMirrorError} from '../errors.js'
 import type {WatchEvent} from '../watch/events.js'
 import {formatWatchEvent} from '../watch/format.js'
-import {startWatch, type WatchSession} from '../watch/run-watch.js'
+import type {WatchSession} from '../watch/run-watch.js'
 
 export default class Watch extends BaseCommand<typeof Watch> {
   static override summary = 'Publish changes to the source as they happen, until stopped.'
@@ -28,7 +28,7 @@ Prints one line per published batch; with --json, one JSON object per event, one
 
   async run(): Promise<void> {
     const {flags} = this
-    const config = this.loadConfig()
+    const config = await this.loadConfig()
     const print = (event: WatchEvent) => {
       if (flags.json) {
         process.stdout.write(`${JSON.stringify({time: new Date().toISOString(), ...event})}\n`)
@@ -41,6 +41,7 @@ Prints one line per published batch; with --json, one JSON object per event, one
     }
     let session: WatchSession
     try {
+      const {startWatch} = await import('../watch/run-watch.js')
       session = await startWatch(config, {
         targets: flags.target,
         debounceMs: flags.debounce,

@@ -1,17 +1,16 @@
-// Finds, parses and validates the config, and resolves it into the shape the rest of mirror
-// uses: absolute paths, parsed target URLs, segments with defaults. Throws CONFIG_NOT_FOUND or
-// CONFIG_INVALID listing every problem, each with its key.
+// Finds the config, has it validated (config/validate.ts) and resolves it into the shape the
+// rest of mirror uses: absolute paths, parsed target URLs, segments with defaults. Throws
+// CONFIG_NOT_FOUND, or CONFIG_INVALID listing every problem, each with its key.
 
-import {existsSync, readFileSync} from 'node:fs'
-import {dirname, isAbsolute, resolve} from 'node:path'
+import {createHash} from 'node:crypto'
+import {existsSync, mkdirSync, readFileSync, renameSync, writeFileSync} from 'node:fs'
+import {dirname, isAbsolute, join, resolve} from 'node:path'
 import {homedir} from 'node:os'
-
-import {parseDocument} from 'yaml'
-import type {z} from 'zod'
+import {fileURLToPath} from 'node:url'
 
 import {MirrorError} from '../errors.js'
 import type {RenderConfig} from './render-schema.js'
-import {configSchema, crossCheck, type RawConfig, type SegmentConfig, type TargetConfig} from './schema.js'
+import type {RawConfig, SegmentConfig, TargetConfig} from './schema.js'
 import type {TargetLocation} from './target-url.js'
 import {parseTargetUrl} from './target-url.js'
 
@@ -52,63 +51,63 @@ export function findConfig(cwd: string, named?: string): string {
   })
 }
 
-export function loadConfig(options: {cwd?: string; config?: string} = {}): Config {
+export async function loadConfig(options: {cwd?: string; config?: string} = {}): Promise<Config> {
   const file = findConfig(options.cwd ?? process.cwd(), options.config)
-  return parseConfig(readFileSync(file, 'utf8'), file)
-}
-
-/** Parses and validates config text; `file` gives the directory relative paths resolve against. */
-export function parseConfig(text: string, file: string): Config {
-  const doc = parseDocument(text, {prettyErrors: true})
-  if (doc.errors.length > 0) {
-    throw invalid(file, doc.errors.map((e) => `YAML: ${e.message.split('\n')[0]}`))
-  }
-  const parsed = configSchema.safeParse(doc.toJS() ?? {})
-  if (!parsed.success) throw invalid(file, parsed.error.issues.flatMap(formatIssues))
-  const raw = parsed.data
-  const cross = crossCheck(raw)
-  if (cross.length > 0) throw invalid(file, cross.map(([key, message]) => `${key}: ${message}`))
+  const text = readFileSync(file, 'utf8')
+  const cached = readValidated(file, text)
+  if (cached) return resolveConfig(cached, file)
+  const {validateConfig} = await import('./validate.js')
+  const raw = validateConfig(text, file)
+  saveValidated(file, text, raw)
   return resolveConfig(raw, file)
 }
 
-function invalid(file: string, problems: string[]): MirrorError {
-  return new MirrorError('CONFIG_INVALID', `${file} is not valid:\n${problems.map((p) => `  - ${p}`).join('\n')}`, {
-    suggestion: 'Fix the keys named above; `mirror init --help` shows a commented example.',
-  })
-}
-
 /**
- * A union (a target: URL string or object) that failed: when the value has the shape of one
- * branch (an object), that branch's own problems, each with its key, instead of one vague line.
+ * Validated configs, by the config's path, its text and the validator's own code: a config
+ * that has not changed since it was last checked skips YAML and schema (a noop publish's
+ * start-up is most of its time). Only the check is skipped: resolving (paths, target URLs)
+ * runs every time.
  */
-function formatIssues(issue: z.core.$ZodIssue): string[] {
-  if (issue.code === 'invalid_union') {
-    const branch = issue.errors.find((errors) => errors.length > 0 && !errors.some((e) => e.code === 'invalid_type' && e.path.length === 0))
-    if (branch) return branch.flatMap((e) => formatIssues({...e, path: [...issue.path, ...e.path]}))
-  }
-  return [formatIssue(issue)]
+const VALIDATOR_FILES = ['validate.js', 'schema.js', 'render-schema.js']
+
+function validatedCacheFile(file: string): string {
+  const base = process.env.XDG_CACHE_HOME || join(homedir(), '.cache')
+  return join(base, 'mirror', 'configs', `${createHash('sha256').update(file).digest('hex').slice(0, 16)}.json`)
 }
 
-/** `segments[1].targets[0]: no target named "cache3"` style: the key path, then the message. */
-function formatIssue(issue: z.core.$ZodIssue): string {
-  let key = ''
-  for (const part of issue.path) {
-    if (typeof part === 'number') key += `[${part}]`
-    else key += key ? `.${String(part)}` : String(part)
+function validationKey(file: string, text: string): string {
+  const here = dirname(fileURLToPath(import.meta.url))
+  const hash = createHash('sha256').update(`${file}\0${text}\0`)
+  for (const name of VALIDATOR_FILES) hash.update(readFileSync(join(here, name)))
+  return hash.digest('hex')
+}
+
+function readValidated(file: string, text: string): RawConfig | undefined {
+  try {
+    const cached = JSON.parse(readFileSync(validatedCacheFile(file), 'utf8')) as {key: string; raw: RawConfig}
+    return cached.key === validationKey(file, text) ? cached.raw : undefined
+  } catch {
+    return undefined
   }
-  let message = issue.message
-  if (issue.code === 'unrecognized_keys') message = `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')}`
-  else if (issue.code === 'invalid_type' && message.endsWith('received undefined')) message = `missing (a ${issue.expected} is required)`
-  else if (issue.code === 'invalid_type') message = `expected ${issue.expected}${message.includes('received') ? `, ${message.split(', ').pop()}` : ''}`
-  else if (issue.code === 'invalid_union') message = 'expected a URL string or an object with "url"'
-  return `${key || '(top level)'}: ${message}`
+}
+
+function saveValidated(file: string, text: string, raw: RawConfig): void {
+  // Best effort: without the cache, the next run validates again.
+  try {
+    const cacheFile = validatedCacheFile(file)
+    mkdirSync(dirname(cacheFile), {recursive: true})
+    const temp = `${cacheFile}.${process.pid}.tmp`
+    writeFileSync(temp, JSON.stringify({key: validationKey(file, text), raw}))
+    renameSync(temp, cacheFile)
+  } catch {}
 }
 
 function expandHome(path: string): string {
   return path === '~' || path.startsWith('~/') ? homedir() + path.slice(1) : path
 }
 
-function resolveConfig(raw: RawConfig, file: string): Config {
+/** The validated config in the shape the rest of mirror uses. */
+export function resolveConfig(raw: RawConfig, file: string): Config {
   const dir = dirname(file)
   const abs = (p: string) => (isAbsolute(expandHome(p)) ? expandHome(p) : resolve(dir, p))
   const targets: TargetConfig[] = Object.entries(raw.targets).map(([name, value]) => {

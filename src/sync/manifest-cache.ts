@@ -29,6 +29,19 @@ interface CopyMeta {
   /** `fingerprint` of the files of a complete manifest, and its generation. */
   fingerprint?: string
   generation?: number
+  /** Set once the target is known to hold exactly what a walk of the source publishes there. */
+  held?: HeldSource
+}
+
+/**
+ * A walk of the source (its `print`, with the config that routes it) after which the target held
+ * exactly the manifest's files: the same print again, and the same manifest on the slave, make a
+ * noop that reads no hash and routes no file.
+ */
+export interface HeldSource {
+  print: string
+  unchanged: number
+  protected: number
 }
 
 function copyName(config: TargetConfig): string {
@@ -47,6 +60,21 @@ export async function upToDateGeneration(target: Target, config: TargetConfig, c
   const meta = await readMeta(join(cacheDir, copyName(config)))
   const current = meta && meta.url === config.url && meta.size === remote.size && meta.mtimeMs === remote.mtimeMs
   return current && meta.fingerprint === files ? (meta.generation ?? 0) : undefined
+}
+
+/** The held source recorded for a target, with the stat of the manifest it goes with. */
+export async function heldSource(config: TargetConfig, cacheDir: string): Promise<(HeldSource & {size: number; mtimeMs: number; generation: number}) | undefined> {
+  const meta = await readMeta(join(cacheDir, copyName(config)))
+  if (!meta?.held || meta.url !== config.url) return undefined
+  return {...meta.held, size: meta.size, mtimeMs: meta.mtimeMs, generation: meta.generation ?? 0}
+}
+
+/** Records `held` for a target whose last manifest has the fingerprint `files` (and only then). */
+export async function recordHeldSource(config: TargetConfig, cacheDir: string, files: string, held: HeldSource): Promise<void> {
+  const base = join(cacheDir, copyName(config))
+  const meta = await readMeta(base)
+  if (!meta || meta.fingerprint !== files || meta.held?.print === held.print) return
+  await writeMeta(base, {...meta, held})
 }
 
 function readMeta(base: string): Promise<CopyMeta | undefined> {

@@ -2,13 +2,14 @@
 // parallel, bounded) connect, lock, load the manifest, probe only what the plan needs, plan, and
 // execute. `dryRun` stops after planning and never takes a lock or writes anything.
 
-import {randomBytes} from 'node:crypto'
+import {createHash, randomBytes} from 'node:crypto'
 import {hostname, userInfo} from 'node:os'
 import {join} from 'node:path'
 
 import pLimit from 'p-limit'
 
 import type {Config} from '../config/load.js'
+import type {TargetConfig} from '../config/schema.js'
 import {MirrorError, toMirrorError, withContext} from '../errors.js'
 import {createTarget} from '../targets/index.js'
 import {isTempName} from '../targets/paths.js'
@@ -16,11 +17,11 @@ import type {LockOwner, Target} from '../targets/target.js'
 import type {PublishEvent} from './events.js'
 import {emptyReport, executePlan, type TargetReport} from './executor.js'
 import {emptyManifest, fingerprint, type Manifest} from './manifest.js'
-import {loadManifest, saveManifestCopy, upToDateGeneration} from './manifest-cache.js'
+import {heldSource, loadManifest, recordHeldSource, saveManifestCopy, upToDateGeneration} from './manifest-cache.js'
 import {countActions, type RoutedEntry, type TargetPlan} from './plan.js'
 import {needsHash, pathsToProbe, planTarget, type SlaveFile} from './planner.js'
 import {compileGlobs} from './globs.js'
-import {scanSource, type ScanWarning} from './scan.js'
+import {hashSource, walkSource, type ScanResult, type ScanWarning} from './scan.js'
 import {SharedReads} from './shared-reads.js'
 import {SignatureStore} from './signatures.js'
 import {processAlive} from '../util/process.js'
@@ -70,7 +71,7 @@ export function publisherName(): string {
 }
 
 /** Routes every source entry to its targets; a file no segment matches is an error. */
-export function routeEntries(config: Config, entries: Awaited<ReturnType<typeof scanSource>>['entries']): Map<string, Map<string, RoutedEntry>> {
+export function routeEntries(config: Config, entries: ScanResult['entries']): Map<string, Map<string, RoutedEntry>> {
   const router = createRouter(config.segments)
   const byTarget = new Map(config.targets.map((t) => [t.name, new Map<string, RoutedEntry>()]))
   const unrouted: string[] = []
@@ -125,14 +126,22 @@ export async function publish(config: Config, options: PublishOptions = {}): Pro
       early.set(targetConfig.name, {target, connected})
     }
   }
-  let scan: Awaited<ReturnType<typeof scanSource>>
+  const cacheDir = join(config.stateDir, 'targets')
+  let scan: ScanResult
   let routed: ReturnType<typeof routeEntries>
+  let print: string | undefined
   try {
-    scan = await scanSource(config.source, {
-      exclude: [...config.exclude, ...stateDirExclude(config)],
-      cacheFile: join(config.stateDir, 'hash-cache.json'),
-      only: options.only,
-    })
+    const tree = await walkSource(config.source, {exclude: [...config.exclude, ...stateDirExclude(config)], only: options.only})
+    // A watch batch walks only its paths, and --verify looks at everything: no quick noop.
+    if (!options.only && !options.verify) {
+      print = routedPrint(config, tree.print)
+      const held = await allHeld(selected, early, options.openTargets, cacheDir, print)
+      if (held) {
+        emit({type: 'scan-done', files: tree.files.length, hashed: 0, durationMs: Date.now() - started})
+        return {source: config.source, files: tree.files.length, hashed: 0, warnings: tree.warnings, dryRun: Boolean(options.dryRun), targets: await heldOutcomes(held, options, emit)}
+      }
+    }
+    scan = await hashSource(tree, {cacheFile: join(config.stateDir, 'hash-cache.json'), only: options.only})
     emit({type: 'scan-done', files: scan.entries.length, hashed: scan.hashed, durationMs: Date.now() - started})
     routed = routeEntries(config, scan.entries)
   } catch (error) {
@@ -168,18 +177,20 @@ export async function publish(config: Config, options: PublishOptions = {}): Pro
             emit({type: 'target-connecting', target: target.name})
             await target.connect()
           }
-          const cacheDir = join(config.stateDir, 'targets')
           const entries = routed.get(target.name)!
           // The clean noop: the slave's manifest is still the one this master wrote, and it
           // holds exactly these entries. Nothing to plan, nothing to lock.
-          if (!options.verify && !scope) {
-            // Protected paths are never recorded in a manifest, so they are not part of it either.
-            const current = fingerprint([...entries.values()].filter((e) => !protect(e.path)).map((e) => [e.path, e.source]))
+          // Protected paths are never recorded in a manifest, so they are not part of it either.
+          const current = print ? fingerprint([...entries.values()].filter((e) => !protect(e.path)).map((e) => [e.path, e.source])) : undefined
+          // From now on this walk of the source means "up to date" for this target, until either changes.
+          const remember = (plan: TargetPlan) => recordHeldSource(targetConfig, cacheDir, current!, {print: print!, unchanged: plan.unchanged, protected: plan.protected}).catch(() => {})
+          if (current && !scope) {
             const generation = await upToDateGeneration(target, targetConfig, cacheDir, current)
             if (generation !== undefined) {
               outcome.plan = upToDatePlan(target, entries, protect)
               emit({type: 'target-planned', target: target.name, plan: outcome.plan})
               if (!options.dryRun) outcome.report = {...emptyReport(target), generation}
+              await remember(outcome.plan)
               return outcome
             }
           }
@@ -211,6 +222,7 @@ export async function publish(config: Config, options: PublishOptions = {}): Pro
             onManifestWritten: (data, manifest) => saveManifestCopy(target, targetConfig, cacheDir, data, manifest),
           })
           if (!outcome.report.ok) outcome.error = outcome.report.error
+          else if (current && outcome.report.kept.length === 0) await remember(plan)
         } catch (error) {
           outcome.error = withContext(error, target.name).toJSON()
         } finally {
@@ -223,6 +235,61 @@ export async function publish(config: Config, options: PublishOptions = {}): Pro
     ),
   )
   return {source: config.source, files: scan.entries.length, hashed: scan.hashed, warnings: scan.warnings, dryRun: Boolean(options.dryRun), targets: outcomes}
+}
+
+/** The walk's print with what decides where its files go: a change of either changes it. */
+function routedPrint(config: Config, treePrint: string): string {
+  const routing = JSON.stringify({segments: config.segments, protect: config.protect, exclude: config.exclude})
+  return createHash('sha256').update(`${treePrint}\n${routing}`).digest('hex')
+}
+
+type Held = Array<{target: Target; reused: boolean; plan: TargetPlan; generation: number}>
+
+/**
+ * The quickest noop: every target is known to hold what a walk with this print publishes, and
+ * its manifest is still the one the master wrote (one stat each). Undefined as soon as one is
+ * not: then the publish goes the usual way, with the connections already open.
+ */
+async function allHeld(
+  selected: readonly TargetConfig[],
+  early: Map<string, {target: Promise<Target>; connected: Promise<void>}>,
+  openTargets: Map<string, Target> | undefined,
+  cacheDir: string,
+  print: string,
+): Promise<Held | undefined> {
+  const records = await Promise.all(selected.map((t) => heldSource(t, cacheDir)))
+  if (records.some((r) => r?.print !== print)) return undefined
+  const held = await Promise.all(
+    selected.map(async (targetConfig, i) => {
+      const record = records[i]!
+      const reused = openTargets?.get(targetConfig.name)
+      const opened = early.get(targetConfig.name)
+      if (!reused && !opened) return undefined
+      try {
+        const target = reused ?? (await opened!.target)
+        if (opened) await opened.connected
+        const remote = await target.statState('manifest.json')
+        if (remote?.size !== record.size || remote.mtimeMs !== record.mtimeMs) return undefined
+        const plan: TargetPlan = {target: target.name, url: target.url, actions: [], unchanged: record.unchanged, protected: record.protected, bytes: 0, counts: countActions([]), verified: false}
+        return {target, reused: Boolean(reused), plan, generation: record.generation}
+      } catch {
+        // Unreachable, or anything else: the usual way meets it and reports it.
+        return undefined
+      }
+    }),
+  )
+  return held.every(Boolean) ? (held as Held) : undefined
+}
+
+async function heldOutcomes(held: Held, options: PublishOptions, emit: (event: PublishEvent) => void): Promise<TargetOutcome[]> {
+  return Promise.all(
+    held.map(async ({target, reused, plan, generation}) => {
+      emit({type: 'target-planned', target: target.name, plan})
+      if (!reused) await target.close()
+      emit({type: 'target-done', target: target.name, ok: true})
+      return {target: target.name, url: target.url, plan, ...(options.dryRun ? {} : {report: {...emptyReport(target), generation}})}
+    }),
+  )
 }
 
 /** The plan of a target that already holds exactly its entries. */

@@ -53,7 +53,23 @@ const HASH_CONCURRENCY = 16
 /** Files up to this size are read in one call; larger ones are streamed. */
 const SMALL_FILE = 1 << 20
 
+/**
+ * The source's files as found on disk, before any content is read. `print` digests every file's
+ * path, size, mtime, inode and mode: two walks with the same print have the same entries, by
+ * the same rule the hash cache trusts.
+ */
+export interface SourceTree {
+  files: Array<{path: string; abs: string; stats: Stats}>
+  warnings: ScanWarning[]
+  print: string
+}
+
 export async function scanSource(root: string, options: ScanOptions): Promise<ScanResult> {
+  return hashSource(await walkSource(root, options), options)
+}
+
+/** Lists the source's files (symlinks resolved, excludes applied); reads no content. */
+export async function walkSource(root: string, options: Pick<ScanOptions, 'exclude' | 'only'>): Promise<SourceTree> {
   const rootStat = await fs.stat(root).catch(() => null)
   if (!rootStat?.isDirectory()) {
     throw new MirrorError('USAGE', `source ${root} does not exist or is not a directory`, {
@@ -61,7 +77,6 @@ export async function scanSource(root: string, options: ScanOptions): Promise<Sc
     })
   }
   const realRoot = await fs.realpath(root)
-  const cache = options.cacheFile ? await readCache(options.cacheFile) : new Map<string, CacheRow>()
   const warnings: ScanWarning[] = []
 
   const excluded = compileGlobs(options.exclude)
@@ -78,13 +93,18 @@ export async function scanSource(root: string, options: ScanOptions): Promise<Sc
   }
 
   const rootSlash = root.endsWith('/') ? root : `${root}/`
-  const files: Array<{path: string; abs: string; stats: Stats}> = []
+  const files: SourceTree['files'] = []
+  const print = createHash('sha256')
   for (const {path, stats} of found) {
     if (stats.isDirectory()) continue
     if (stats.isSymbolicLink()) {
       const resolved = await resolveInTree(realRoot, join(root, path))
-      if (typeof resolved === 'string') warnings.push({path, message: `skipped symlink: ${resolved}`})
-      else files.push({path, abs: resolved.abs, stats: resolved.stats})
+      if (typeof resolved === 'string') {
+        warnings.push({path, message: `skipped symlink: ${resolved}`})
+      } else {
+        files.push({path, abs: resolved.abs, stats: resolved.stats})
+        print.update(`${path}\0${resolved.abs}\0${statKey(resolved.stats)}\n`)
+      }
       continue
     }
     if (!stats.isFile()) {
@@ -92,8 +112,17 @@ export async function scanSource(root: string, options: ScanOptions): Promise<Sc
       continue
     }
     files.push({path, abs: `${rootSlash}${path}`, stats})
+    print.update(`${path}\0${statKey(stats)}\n`)
   }
+  return {files, warnings, print: print.digest('hex')}
+}
 
+const statKey = (stats: Stats) => `${stats.size}\0${stats.mtimeMs}\0${stats.ino}\0${stats.mode}`
+
+/** Gives every file of a walk its content hash: from the cache when size, mtime and inode match, else read. */
+export async function hashSource(tree: SourceTree, options: Pick<ScanOptions, 'cacheFile' | 'only'>): Promise<ScanResult> {
+  const cache = options.cacheFile ? await readCache(options.cacheFile) : new Map<string, CacheRow>()
+  const {files, warnings} = tree
   const limit = pLimit(HASH_CONCURRENCY)
   let hashed = 0
   const entry = ({path, abs, stats}: (typeof files)[number], hash: string): SourceEntry => ({path, abs, size: stats.size, mtimeMs: Math.floor(stats.mtimeMs), mode: stats.mode & 0o7777, hash})

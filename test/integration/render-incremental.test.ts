@@ -4,7 +4,8 @@ import {join} from 'node:path'
 
 import t from 'tap'
 
-import {parseConfig, type Config} from '../../src/config/load.js'
+import type {Config} from '../../src/config/load.js'
+import {parseConfig} from '../../src/config/validate.js'
 import {renderSite} from '../../src/render/index.js'
 import {GENERATED_META, listSnapshot, startOrigin, type Origin} from '../helpers/origin.js'
 import {tempDir} from '../helpers/site.js'

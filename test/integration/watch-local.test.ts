@@ -58,7 +58,7 @@ type Project = Awaited<ReturnType<typeof project>>
 
 async function watch(t: Test, p: Project, options: Partial<WatchOptions> = {}) {
   const events: WatchEvent[] = []
-  const session: WatchSession = await startWatch(p.config(), {retry: {minMs: 100, maxMs: 300}, reconcileMs: 0, onEvent: (e) => events.push(e), ...options})
+  const session: WatchSession = await startWatch(await p.config(), {retry: {minMs: 100, maxMs: 300}, reconcileMs: 0, onEvent: (e) => events.push(e), ...options})
   t.teardown(() => session.stop())
   await session.ready
   await session.whenIdle()
@@ -238,7 +238,7 @@ t.test('poke (SIGHUP without --render) reconciles at once', async (t) => {
 t.test('one watch per config', async (t) => {
   const p = await project()
   await watch(t, p)
-  await t.rejects(startWatch(p.config(), {onEvent: () => {}}), {code: 'LOCKED', message: /another mirror watch \(pid \d+/})
+  await t.rejects(startWatch(await p.config(), {onEvent: () => {}}), {code: 'LOCKED', message: /another mirror watch \(pid \d+/})
 })
 
 t.test('a source directory replaced by a rename (as a render swaps it in) is watched anew and published', async (t) => {

@@ -7,7 +7,7 @@ import {join} from 'node:path'
 
 import t from 'tap'
 
-import {parseConfig} from '../../src/config/load.js'
+import {parseConfig} from '../../src/config/validate.js'
 import type {WatchEvent} from '../../src/watch/events.js'
 import {startWatch} from '../../src/watch/run-watch.js'
 import {GENERATED_META, startOrigin} from '../helpers/origin.js'

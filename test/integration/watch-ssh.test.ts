@@ -66,7 +66,7 @@ watch:
 `,
   )
   const events: WatchEvent[] = []
-  const session = await startWatch(loadConfig({config: join(dir, 'mirror.config.yaml')}), {
+  const session = await startWatch(await loadConfig({config: join(dir, 'mirror.config.yaml')}), {
     retry: {minMs: 200, maxMs: 1000},
     reconcileMs: 0,
     onEvent: (e) => events.push(e),
