@@ -41,16 +41,20 @@ export function blockSizeFor(size: number): number {
 
 const MOD = 65521
 
-/** The weak checksum of a window: rsync's Adler-style pair, packed into 32 bits. */
+/**
+ * The weak checksum of a window: rsync's Adler-style pair, packed into 32 bits. Summed without
+ * a modulo per byte (a 128 KiB window keeps b below 2^42, exact in a double), reduced once.
+ */
 function weakOf(buf: Uint8Array, start: number, end: number): {a: number; b: number} {
   let a = 0
   let b = 0
   const len = end - start
   for (let i = start; i < end; i++) {
-    a = (a + buf[i]) % MOD
-    b = (b + (len - (i - start)) * buf[i]) % MOD
+    const x = buf[i]
+    a += x
+    b += (len - (i - start)) * x
   }
-  return {a, b}
+  return {a: a % MOD, b: b % MOD}
 }
 
 const pack = (a: number, b: number) => ((b << 16) | a) >>> 0
@@ -145,6 +149,58 @@ export function computeDelta(signature: Signature, data: Uint8Array): Delta {
     }
   }
   pushLiteral(n)
+  return {ops, literalBytes}
+}
+
+/**
+ * The delta of `data` against `old` when both are in memory (a manifest, whose previous bytes
+ * the master keeps): a weak-checksum hit is confirmed by comparing the bytes, not by a strong
+ * hash, and a match grows block by block while the bytes agree. Same ops as `computeDelta`.
+ */
+export function diffBuffers(old: Buffer, data: Buffer, blockSize: number): Delta {
+  const index = new Map<number, number>()
+  for (let i = Math.floor(old.length / blockSize) - 1; i >= 0; i--) {
+    const {a, b} = weakOf(old, i * blockSize, (i + 1) * blockSize)
+    index.set(pack(a, b), i)
+  }
+  const ops: DeltaOp[] = []
+  let literalStart = 0
+  let literalBytes = 0
+  const n = data.length
+  let pos = 0
+  if (n >= blockSize && index.size > 0) {
+    let {a, b} = weakOf(data, 0, blockSize)
+    while (pos + blockSize <= n) {
+      const block = index.get(pack(a, b))
+      const from = block === undefined ? -1 : block * blockSize
+      if (from >= 0 && data.compare(old, from, from + blockSize, pos, pos + blockSize) === 0) {
+        let length = blockSize
+        while (pos + length + blockSize <= n && from + length + blockSize <= old.length && data.compare(old, from + length, from + length + blockSize, pos + length, pos + length + blockSize) === 0) length += blockSize
+        if (pos > literalStart) {
+          ops.push({kind: 'data', offset: literalStart, length: pos - literalStart})
+          literalBytes += pos - literalStart
+        }
+        const prev = ops[ops.length - 1]
+        if (prev?.kind === 'copy' && prev.from + prev.length === from) prev.length += length
+        else ops.push({kind: 'copy', from, length})
+        pos += length
+        literalStart = pos
+        if (pos + blockSize <= n) ({a, b} = weakOf(data, pos, pos + blockSize))
+        continue
+      }
+      const out = data[pos]
+      if (pos + blockSize < n) {
+        const incoming = data[pos + blockSize]
+        a = (a - out + incoming + MOD) % MOD
+        b = (b - ((blockSize * out) % MOD) + a + MOD) % MOD
+      }
+      pos++
+    }
+  }
+  if (n > literalStart) {
+    ops.push({kind: 'data', offset: literalStart, length: n - literalStart})
+    literalBytes += n - literalStart
+  }
   return {ops, literalBytes}
 }
 

@@ -13,7 +13,7 @@ import type {PublishEvent} from './events.js'
 import {JOURNAL, journalHeader, journalLine, serializeManifest, type Manifest} from './manifest.js'
 import type {Action, TargetPlan} from './plan.js'
 import {recordAfter} from './planner.js'
-import {computeDelta, computeSignature, DELTA_MIN_SIZE} from './delta.js'
+import {computeDelta, DELTA_MIN_SIZE, diffBuffers} from './delta.js'
 import type {SharedReads} from './shared-reads.js'
 import type {SignatureStore} from './signatures.js'
 
@@ -290,7 +290,7 @@ const MANIFEST_BLOCK = 512
  */
 async function writeManifest(target: Target, data: Buffer, previous: Buffer | undefined): Promise<void> {
   if (previous && target.patchState && target.capabilities.copyData && data.length >= MANIFEST_DELTA_MIN) {
-    const delta = computeDelta(computeSignature(previous, MANIFEST_BLOCK), data)
+    const delta = diffBuffers(previous, data, MANIFEST_BLOCK)
     if (delta.literalBytes < data.length / 2) return target.patchState('manifest.json', previous.length, delta.ops, data)
   }
   await target.writeState('manifest.json', data)

@@ -21,7 +21,8 @@ import {heldSource, loadManifest, recordHeldSource, saveManifestCopy, upToDateGe
 import {countActions, type RoutedEntry, type TargetPlan} from './plan.js'
 import {needsHash, pathsToProbe, planTarget, type SlaveFile} from './planner.js'
 import {compileGlobs} from './globs.js'
-import {hashSource, walkSource, type ScanResult, type ScanWarning} from './scan.js'
+import {hashSource, type ScanResult, type ScanWarning} from './scan.js'
+import {walkAside} from './walk-aside.js'
 import {SharedReads} from './shared-reads.js'
 import {SignatureStore} from './signatures.js'
 import {processAlive} from '../util/process.js'
@@ -109,6 +110,9 @@ export async function publish(config: Config, options: PublishOptions = {}): Pro
   const emit = options.onEvent ?? (() => {})
   const selected = selectTargets(config, options.targets)
   const started = Date.now()
+  // The walk goes first, on its own thread: it then runs beside the handshakes.
+  const walking = walkAside(config.source, {exclude: [...config.exclude, ...stateDirExclude(config)], only: options.only})
+  walking.catch(() => {})
   // Connections open while the source is scanned: on a noop the SSH handshake costs as much as
   // the scan. Only when every target gets a connection at once anyway.
   const early = new Map<string, {target: Promise<Target>; connected: Promise<void>}>()
@@ -131,17 +135,18 @@ export async function publish(config: Config, options: PublishOptions = {}): Pro
   let routed: ReturnType<typeof routeEntries>
   let print: string | undefined
   try {
-    const tree = await walkSource(config.source, {exclude: [...config.exclude, ...stateDirExclude(config)], only: options.only})
+    const walked = await walking
     // A watch batch walks only its paths, and --verify looks at everything: no quick noop.
     if (!options.only && !options.verify) {
-      print = routedPrint(config, tree.print)
+      print = routedPrint(config, walked.print)
       const held = await allHeld(selected, early, options.openTargets, cacheDir, print)
       if (held) {
-        emit({type: 'scan-done', files: tree.files.length, hashed: 0, durationMs: Date.now() - started})
-        return {source: config.source, files: tree.files.length, hashed: 0, warnings: tree.warnings, dryRun: Boolean(options.dryRun), targets: await heldOutcomes(held, options, emit)}
+        walked.close()
+        emit({type: 'scan-done', files: walked.count, hashed: 0, durationMs: Date.now() - started})
+        return {source: config.source, files: walked.count, hashed: 0, warnings: walked.warnings, dryRun: Boolean(options.dryRun), targets: await heldOutcomes(held, options, emit)}
       }
     }
-    scan = await hashSource(tree, {cacheFile: join(config.stateDir, 'hash-cache.json'), only: options.only})
+    scan = await hashSource(await walked.tree(), {cacheFile: join(config.stateDir, 'hash-cache.json'), only: options.only})
     emit({type: 'scan-done', files: scan.entries.length, hashed: scan.hashed, durationMs: Date.now() - started})
     routed = routeEntries(config, scan.entries)
   } catch (error) {
@@ -181,16 +186,17 @@ export async function publish(config: Config, options: PublishOptions = {}): Pro
           // The clean noop: the slave's manifest is still the one this master wrote, and it
           // holds exactly these entries. Nothing to plan, nothing to lock.
           // Protected paths are never recorded in a manifest, so they are not part of it either.
-          const current = print ? fingerprint([...entries.values()].filter((e) => !protect(e.path)).map((e) => [e.path, e.source])) : undefined
+          const published = print ? [...entries.values()].filter((e) => !protect(e.path)) : []
+          const current = print ? fingerprint(published.map((e) => [e.path, e.source])) : undefined
           // From now on this walk of the source means "up to date" for this target, until either changes.
-          const remember = (plan: TargetPlan) => recordHeldSource(targetConfig, cacheDir, current!, {print: print!, unchanged: plan.unchanged, protected: plan.protected}).catch(() => {})
+          const remember = () => recordHeldSource(targetConfig, cacheDir, current!, {print: print!, unchanged: published.length, protected: entries.size - published.length}).catch(() => {})
           if (current && !scope) {
             const generation = await upToDateGeneration(target, targetConfig, cacheDir, current)
             if (generation !== undefined) {
               outcome.plan = upToDatePlan(target, entries, protect)
               emit({type: 'target-planned', target: target.name, plan: outcome.plan})
               if (!options.dryRun) outcome.report = {...emptyReport(target), generation}
-              await remember(outcome.plan)
+              await remember()
               return outcome
             }
           }
@@ -222,7 +228,7 @@ export async function publish(config: Config, options: PublishOptions = {}): Pro
             onManifestWritten: (data, manifest) => saveManifestCopy(target, targetConfig, cacheDir, data, manifest),
           })
           if (!outcome.report.ok) outcome.error = outcome.report.error
-          else if (current && outcome.report.kept.length === 0) await remember(plan)
+          else if (current && outcome.report.kept.length === 0) await remember()
         } catch (error) {
           outcome.error = withContext(error, target.name).toJSON()
         } finally {

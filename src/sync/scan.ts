@@ -53,13 +53,24 @@ const HASH_CONCURRENCY = 16
 /** Files up to this size are read in one call; larger ones are streamed. */
 const SMALL_FILE = 1 << 20
 
+/** A source file as the walk found it: what the hash cache and the tree's print are keyed by. */
+export interface SourceFile {
+  path: string
+  /** Absolute path of the bytes to send (the link target for an in-tree symlink). */
+  abs: string
+  size: number
+  mtimeMs: number
+  ino: number
+  mode: number
+}
+
 /**
  * The source's files as found on disk, before any content is read. `print` digests every file's
  * path, size, mtime, inode and mode: two walks with the same print have the same entries, by
  * the same rule the hash cache trusts.
  */
 export interface SourceTree {
-  files: Array<{path: string; abs: string; stats: Stats}>
+  files: SourceFile[]
   warnings: ScanWarning[]
   print: string
 }
@@ -78,46 +89,39 @@ export async function walkSource(root: string, options: Pick<ScanOptions, 'exclu
   }
   const realRoot = await fs.realpath(root)
   const warnings: ScanWarning[] = []
-
   const excluded = compileGlobs(options.exclude)
-  const found: Array<{path: string; stats: Stats}> = []
+  const rootSlash = root.endsWith('/') ? root : `${root}/`
+  const files: SourceFile[] = []
+  const links: string[] = []
+  // Only the numbers are kept: a Stats object (with its four Dates) per file is most of what a
+  // walk of a big tree allocates.
+  const found = (path: string, stats: Stats) => {
+    if (stats.isFile()) files.push(sourceFile(path, `${rootSlash}${path}`, stats))
+    else if (stats.isSymbolicLink()) links.push(path)
+    else if (!stats.isDirectory()) warnings.push({path, message: 'skipped: not a regular file'})
+  }
   if (options.only) {
     await Promise.all(
       options.only.map(async (path) => {
         const stats = await fs.lstat(join(root, path)).catch(() => null)
-        if (stats && !excluded(path)) found.push({path, stats})
+        if (stats && !excluded(path)) found(path, stats)
       }),
     )
   } else {
-    await walk(root, '', excluded, found, warnings)
+    await walk(root, excluded, found, warnings)
   }
-
-  const rootSlash = root.endsWith('/') ? root : `${root}/`
-  const files: SourceTree['files'] = []
+  for (const path of links) {
+    const resolved = await resolveInTree(realRoot, join(root, path))
+    if (typeof resolved === 'string') warnings.push({path, message: `skipped symlink: ${resolved}`})
+    else files.push(sourceFile(path, resolved.abs, resolved.stats))
+  }
+  files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0))
   const print = createHash('sha256')
-  for (const {path, stats} of found) {
-    if (stats.isDirectory()) continue
-    if (stats.isSymbolicLink()) {
-      const resolved = await resolveInTree(realRoot, join(root, path))
-      if (typeof resolved === 'string') {
-        warnings.push({path, message: `skipped symlink: ${resolved}`})
-      } else {
-        files.push({path, abs: resolved.abs, stats: resolved.stats})
-        print.update(`${path}\0${resolved.abs}\0${statKey(resolved.stats)}\n`)
-      }
-      continue
-    }
-    if (!stats.isFile()) {
-      warnings.push({path, message: 'skipped: not a regular file'})
-      continue
-    }
-    files.push({path, abs: `${rootSlash}${path}`, stats})
-    print.update(`${path}\0${statKey(stats)}\n`)
-  }
+  for (const f of files) print.update(`${f.path}\0${f.abs}\0${f.size}\0${f.mtimeMs}\0${f.ino}\0${f.mode}\n`)
   return {files, warnings, print: print.digest('hex')}
 }
 
-const statKey = (stats: Stats) => `${stats.size}\0${stats.mtimeMs}\0${stats.ino}\0${stats.mode}`
+const sourceFile = (path: string, abs: string, stats: Stats): SourceFile => ({path, abs, size: stats.size, mtimeMs: stats.mtimeMs, ino: stats.ino, mode: stats.mode})
 
 /** Gives every file of a walk its content hash: from the cache when size, mtime and inode match, else read. */
 export async function hashSource(tree: SourceTree, options: Pick<ScanOptions, 'cacheFile' | 'only'>): Promise<ScanResult> {
@@ -125,21 +129,20 @@ export async function hashSource(tree: SourceTree, options: Pick<ScanOptions, 'c
   const {files, warnings} = tree
   const limit = pLimit(HASH_CONCURRENCY)
   let hashed = 0
-  const entry = ({path, abs, stats}: (typeof files)[number], hash: string): SourceEntry => ({path, abs, size: stats.size, mtimeMs: Math.floor(stats.mtimeMs), mode: stats.mode & 0o7777, hash})
+  const entry = ({path, abs, size, mtimeMs, mode}: SourceFile, hash: string): SourceEntry => ({path, abs, size, mtimeMs: Math.floor(mtimeMs), mode: mode & 0o7777, hash})
   const entries: SourceEntry[] = []
   const reading: Array<Promise<void>> = []
   for (const file of files) {
     const row = cache.get(file.path)
-    const {stats} = file
-    if (row && row[0] === stats.size && row[1] === stats.mtimeMs && row[2] === stats.ino) {
+    if (row && row[0] === file.size && row[1] === file.mtimeMs && row[2] === file.ino) {
       entries.push(entry(file, row[3]))
       continue
     }
     reading.push(
       limit(async () => {
-        const hash = await hashLocalFile(file.abs, stats.size)
+        const hash = await hashLocalFile(file.abs, file.size)
         hashed++
-        cache.set(file.path, [stats.size, stats.mtimeMs, stats.ino, hash])
+        cache.set(file.path, [file.size, file.mtimeMs, file.ino, hash])
         entries.push(entry(file, hash))
       }),
     )
@@ -161,14 +164,14 @@ export async function hashSource(tree: SourceTree, options: Pick<ScanOptions, 'c
 const YIELD_MS = 5
 
 /**
- * Every entry under `dir` that is not excluded; an excluded directory is not entered.
+ * Every entry under `root` that is not excluded; an excluded directory is not entered.
  * Synchronous on purpose: a stat of a cached inode costs microseconds, a promise around it
  * ten times that, and a 20,000-file noop is mostly this walk.
  */
-async function walk(root: string, dir: string, excluded: Matcher, out: Array<{path: string; stats: Stats}>, warnings: ScanWarning[]): Promise<void> {
+async function walk(root: string, excluded: Matcher, found: (path: string, stats: Stats) => void, warnings: ScanWarning[]): Promise<void> {
   // Plain concatenation: path.join normalizes, and costs more than the stat on a big tree.
   const rootSlash = root.endsWith('/') ? root : `${root}/`
-  const pending = [dir]
+  const pending = ['']
   let lastYield = Date.now()
   while (pending.length > 0) {
     // Let other work (the targets' SSH handshakes) go on between directories.
@@ -194,7 +197,7 @@ async function walk(root: string, dir: string, excluded: Matcher, out: Array<{pa
         // A pattern like "cache/**" excludes the directory's content: skip the walk too.
         if (!excluded(`${path}/\u0000`)) pending.push(path)
       } else {
-        out.push({path, stats})
+        found(path, stats)
       }
     }
   }

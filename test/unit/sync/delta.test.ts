@@ -2,7 +2,7 @@ import {randomBytes} from 'node:crypto'
 
 import t from 'tap'
 
-import {applyDelta, computeDelta, computeSignature, parseSignature, serializeSignature} from '../../../src/sync/delta.js'
+import {applyDelta, computeDelta, computeSignature, diffBuffers, parseSignature, serializeSignature} from '../../../src/sync/delta.js'
 
 // A deterministic pseudo-random buffer, so failures reproduce.
 function bytes(size: number, seed = 1): Buffer {
@@ -42,4 +42,17 @@ t.test('a completely different file is sent whole', async (t) => {
   const delta = computeDelta(computeSignature(old), next)
   t.equal(delta.literalBytes, next.length)
   t.ok(applyDelta(old, next, delta).equals(next))
+})
+
+t.test('diffBuffers: a manifest with rows changed here and there is rebuilt exactly from the old one', async (t) => {
+  const rows = (n: number, changed: Set<number>, extra = 0) =>
+    Buffer.from(`{"files":{${Array.from({length: n + extra}, (_, i) => `"dir/page-${i}.html":["${(changed.has(i) ? 'f' : 'a').repeat(64)}",${1000 + i},1700000000000,420]`).join(',')}}}\n`)
+  const old = rows(5000, new Set())
+  const next = rows(5000, new Set([3, 700, 701, 2500, 4999]), 20)
+  const delta = diffBuffers(old, next, 512)
+  t.ok(applyDelta(old, next, delta).equals(next), 'the rebuilt manifest is exactly the new one')
+  t.ok(delta.literalBytes < 20 * 80 + 5 * 2 * 512 + 512, `only the changed rows and their blocks are sent (${delta.literalBytes} of ${next.length} bytes)`)
+  const same = diffBuffers(old, old, 512)
+  t.equal(same.literalBytes, old.length % 512, 'an unchanged manifest sends at most its short last block')
+  for (const other of [Buffer.alloc(0), Buffer.from('short'), bytes(100_000, 4)]) t.ok(applyDelta(old, other, diffBuffers(old, other, 512)).equals(other))
 })

@@ -1,0 +1,95 @@
+// Walks the source in a worker thread, so that the walk (an lstat of every file) runs beside the
+// targets' SSH handshakes on another core instead of taking turns with them. The tree's print
+// comes back first; the file list crosses over only when the caller needs it (a quick noop
+// never does).
+
+import {Worker} from 'node:worker_threads'
+
+import {MirrorError, type ErrorCode} from '../errors.js'
+import {walkSource, type ScanOptions, type ScanWarning, type SourceFile, type SourceTree} from './scan.js'
+
+export interface WalkedTree {
+  print: string
+  count: number
+  warnings: ScanWarning[]
+  /** The whole tree; the first call fetches the file list. */
+  tree(): Promise<SourceTree>
+  /** Lets the worker go when the file list is not needed. */
+  close(): void
+}
+
+type Message =
+  | {type: 'summary'; print: string; count: number; warnings: ScanWarning[]}
+  | {type: 'files'; files: SourceFile[]}
+  | {type: 'error'; error: {code: ErrorCode; message: string; path?: string; suggestion?: string}}
+
+export async function walkAside(root: string, options: Pick<ScanOptions, 'exclude' | 'only'>): Promise<WalkedTree> {
+  // A watch batch names a few paths: not worth a thread.
+  if (options.only) return inline(await walkSource(root, options))
+  let worker: Worker
+  try {
+    worker = new Worker(new URL('./walk-worker.js', import.meta.url), {workerData: {root, options}})
+  } catch {
+    return inline(await walkSource(root, options))
+  }
+  const next = () =>
+    new Promise<Message | undefined>((resolve, reject) => {
+      const onMessage = (message: Message) => {
+        off()
+        resolve(message)
+      }
+      const onError = (error: Error) => {
+        off()
+        reject(error)
+      }
+      const onExit = () => {
+        off()
+        resolve(undefined)
+      }
+      const off = () => {
+        worker.off('message', onMessage)
+        worker.off('error', onError)
+        worker.off('exit', onExit)
+      }
+      worker.on('message', onMessage)
+      worker.on('error', onError)
+      worker.on('exit', onExit)
+    })
+  const fail = (message: Message | undefined): never => {
+    void worker.terminate()
+    if (message?.type === 'error') throw new MirrorError(message.error.code, message.error.message, {path: message.error.path, suggestion: message.error.suggestion})
+    throw new MirrorError('INTERNAL', 'the source walk stopped without an answer')
+  }
+  let first: Message | undefined
+  try {
+    first = await next()
+  } catch {
+    // A worker that cannot run here (not a walk that failed): the same walk, on this thread.
+    return inline(await walkSource(root, options))
+  }
+  if (first?.type !== 'summary') return fail(first)
+  const summary = first
+  let tree: Promise<SourceTree> | undefined
+  return {
+    print: summary.print,
+    count: summary.count,
+    warnings: summary.warnings,
+    tree() {
+      tree ??= (async () => {
+        const answer = next()
+        worker.postMessage('files')
+        const message = await answer
+        if (message?.type !== 'files') return fail(message)
+        return {files: message.files, warnings: summary.warnings, print: summary.print}
+      })()
+      return tree
+    },
+    close() {
+      if (!tree) void worker.terminate()
+    },
+  }
+}
+
+function inline(tree: SourceTree): WalkedTree {
+  return {print: tree.print, count: tree.files.length, warnings: tree.warnings, tree: async () => tree, close() {}}
+}
