@@ -5,6 +5,7 @@ import {Command, Errors, Flags, type Interfaces} from '@oclif/core'
 
 import {loadConfig, type Config} from '../config/load.js'
 import {ExitCode, exitCodeFor, MirrorError, toMirrorError} from '../errors.js'
+import {writeJson} from '../ui/json-stream.js'
 
 export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
 
@@ -33,9 +34,9 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     return loadConfig({config: this.flags.config})
   }
 
-  /** Writes one JSON document to stdout. */
-  protected printJson(value: unknown): void {
-    process.stdout.write(`${JSON.stringify(value, null, 2)}\n`)
+  /** Writes one JSON document to stdout (in pieces: a big plan is hundreds of megabytes). */
+  protected printJson(value: unknown): Promise<void> {
+    return writeJson(process.stdout, value)
   }
 
   protected override async catch(err: Error & {exitCode?: number; oclif?: {exit?: number}}): Promise<void> {
@@ -48,7 +49,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
       return
     }
     const error = toMirrorError(err)
-    if (this.flags?.json) this.printJson({ok: false, error: error.toJSON()})
+    if (this.flags?.json) await this.printJson({ok: false, error: error.toJSON()})
     process.stderr.write(`mirror: ${error.describe()}\n`)
     if (error.code === 'INTERNAL' && err.stack && process.env.DEBUG) process.stderr.write(`${err.stack}\n`)
     process.exitCode = exitCodeFor(error)

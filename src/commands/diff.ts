@@ -29,7 +29,7 @@ Same as \`mirror publish --dry-run\`.`
     const failed = result.targets.filter((o) => o.error)
     process.exitCode = failed.length === 0 ? 0 : failed.length === result.targets.length ? 1 : 3
     if (this.flags.json) {
-      this.printJson({ok: failed.length === 0, ...result})
+      await this.printJson({ok: failed.length === 0, ...result})
       return
     }
     for (const line of formatWarnings(result)) process.stderr.write(`${line}\n`)

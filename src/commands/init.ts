@@ -63,7 +63,7 @@ export default class Init extends BaseCommand<typeof Init> {
     const {parseConfig} = await import('../config/validate.js')
     parseConfig(text, file)
     writeFileSync(file, text)
-    if (this.flags.json) this.printJson({ok: true, file})
+    if (this.flags.json) await this.printJson({ok: true, file})
     else this.log(`Wrote ${file}\nNext: mirror diff (the plan), then mirror publish.`)
   }
 }

@@ -52,7 +52,7 @@ export default class Publish extends BaseCommand<typeof Publish> {
       progress.done()
       process.exitCode = publishExitCode(result)
       if (flags.json) {
-        this.printJson({ok: process.exitCode === 0, ...result})
+        await this.printJson({ok: process.exitCode === 0, ...result})
         return
       }
       for (const line of formatWarnings(result)) process.stderr.write(`${line}\n`)

@@ -57,7 +57,7 @@ Edit, login, history, diff and sort links, robots.txt exclusions and nofollow li
     try {
       const report = await renderSite({...config, render: parsed.data}, {signal: controller.signal, onProgress: (p) => progress.update(p)})
       progress.done()
-      if (flags.json) this.printJson(report)
+      if (flags.json) await this.printJson(report)
       else this.log(formatRenderReport(report, flags.verbose ? Number.POSITIVE_INFINITY : 10))
     } finally {
       progress.done()

@@ -23,7 +23,7 @@ export default class Status extends BaseCommand<typeof Status> {
     const down = statuses.filter((s) => !s.reachable || s.error)
     process.exitCode = down.length === 0 ? ExitCode.OK : down.length === statuses.length ? ExitCode.FAILED : ExitCode.PARTIAL
     if (this.flags.json) {
-      this.printJson({ok: down.length === 0, targets: statuses})
+      await this.printJson({ok: down.length === 0, targets: statuses})
       return
     }
     for (const status of statuses) this.log(formatStatus(status))

@@ -210,7 +210,8 @@ export async function executePlan(target: Target, plan: TargetPlan, options: Exe
     if (halted()) break
     const bulk = target.putMany ? group.filter((a) => !a.backup && a.source!.size < DELTA_MIN_SIZE) : []
     const together = bulk.length >= BULK_MIN_FILES
-    const single = together ? group.filter((a) => !bulk.includes(a)) : group
+    const inBulk = new Set(together ? bulk : [])
+    const single = group.filter((a) => !inBulk.has(a))
     await Promise.all([...single.map(sendOne), together ? sendBulk(bulk) : undefined])
   }
 

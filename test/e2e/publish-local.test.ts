@@ -225,3 +225,27 @@ t.test('an unchanged tree is a noop that takes no lock; a change of content, mod
   t.match(back.find((o) => o.target === 'www2')?.report, {sent: 2, deleted: 2}, 'the other master\'s publish is noticed and undone')
   t.equal(await fs.readFile(join(p.slave('www2'), 'index.html'), 'utf8'), sampleSite['index.html'])
 })
+
+t.test('a config edited after a publish is checked again, and its new routing is published, not taken for a noop', async (t) => {
+  const p = await project()
+  t.equal((await p.cli('publish')).code, 0)
+  const file = join(p.dir, 'mirror.config.yaml')
+  const valid = await fs.readFile(file, 'utf8')
+  await fs.writeFile(file, valid.replace('    targets: [img]\n', '    targets: [img]\n    colour: blue\n'))
+  const bad = await p.cli('publish')
+  t.equal(bad.code, 2, 'the edited config is validated again')
+  t.match(bad.stderr, /segments\[0\]: unknown key "colour"/)
+
+  // The images now go to www1 as well: same tree, new routing.
+  await fs.writeFile(file, valid.replace('    targets: [img]\n', '    targets: [img, www1]\n'))
+  const rerouted = JSON.parse((await p.cli('publish', '--json')).stdout).targets as Array<{target: string; report: {sent: number}}>
+  t.same(Object.fromEntries(rerouted.map((o) => [o.target, o.report.sent])), {img: 0, www1: 2, www2: 0})
+  t.equal(await fs.readFile(join(p.slave('www1'), 'img/logo.png'), 'utf8'), sampleSite['img/logo.png'])
+
+  // Then a noop again, which still counts every file of each target.
+  const noop = JSON.parse((await p.cli('publish', '--json')).stdout).targets as Array<{target: string; plan: {unchanged: number; actions: unknown[]}; report: {sent: number}}>
+  t.same(
+    Object.fromEntries(noop.map((o) => [o.target, [o.report.sent, o.plan.actions.length, o.plan.unchanged]])),
+    {img: [0, 0, 2], www1: [0, 0, 6], www2: [0, 0, 4]},
+  )
+})
