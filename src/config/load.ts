@@ -4,7 +4,7 @@
 
 import {createHash} from 'node:crypto'
 import {existsSync, mkdirSync, readFileSync, renameSync, writeFileSync} from 'node:fs'
-import {dirname, isAbsolute, join, resolve} from 'node:path'
+import {dirname, extname, isAbsolute, join, resolve} from 'node:path'
 import {homedir} from 'node:os'
 import {fileURLToPath} from 'node:url'
 
@@ -68,7 +68,7 @@ export async function loadConfig(options: {cwd?: string; config?: string} = {}):
  * start-up is most of its time). Only the check is skipped: resolving (paths, target URLs)
  * runs every time.
  */
-const VALIDATOR_FILES = ['validate.js', 'schema.js', 'render-schema.js']
+const VALIDATOR_MODULES = ['validate', 'schema', 'render-schema']
 
 function validatedCacheFile(file: string): string {
   const base = process.env.XDG_CACHE_HOME || join(homedir(), '.cache')
@@ -76,9 +76,10 @@ function validatedCacheFile(file: string): string {
 }
 
 function validationKey(file: string, text: string): string {
-  const here = dirname(fileURLToPath(import.meta.url))
+  const self = fileURLToPath(import.meta.url)
   const hash = createHash('sha256').update(`${file}\0${text}\0`)
-  for (const name of VALIDATOR_FILES) hash.update(readFileSync(join(here, name)))
+  // Beside this module, with its extension (.js when built, .ts when run from source).
+  for (const name of VALIDATOR_MODULES) hash.update(readFileSync(join(dirname(self), `${name}${extname(self)}`)))
   return hash.digest('hex')
 }
 

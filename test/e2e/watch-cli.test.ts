@@ -84,7 +84,10 @@ t.test('--json: one JSON object per event and line; SIGTERM exits 0 leaving noth
   // On a slow machine the start-up's second pass (catch-up) may be the batch that carries it.
   const carried = () => events(r).find((e) => e.event === 'batch' && e.kind !== 'initial' && (e.paths as string[]).includes('index.html'))
   t.ok(await until(() => Boolean(carried())), 'a batch for the edit')
-  t.match(carried(), {kind: /^(changes|catch-up)$/, paths: ['index.html'], changed: 1, ok: true, targets: [{target: 'www', ok: true, sent: 1, pending: 0}]})
+  t.match(carried(), {kind: /^(changes|catch-up)$/, paths: ['index.html'], changed: 1, ok: true})
+  // A catch-up publishes to every target; the edit may still be pending after it (it came in
+  // while that publish ran), for the next batch to confirm.
+  t.match((carried()?.targets as Array<{target: string}>).find((o) => o.target === 'www'), {ok: true, sent: 1})
   t.type(carried()?.durationMs, 'number')
   t.equal(await fs.readFile(p.www('index.html'), 'utf8'), '<html>from watch</html>')
 
@@ -127,7 +130,8 @@ t.test('a target that is down is reported with its pending changes, the other go
   t.ok(await until(() => /initial: /.test(r.stdout())))
   await fs.writeFile(p.src('img/logo.png'), 'new logo')
   await fs.writeFile(p.src('index.html'), 'new index')
-  t.ok(await until(() => /changes: .*→ www/.test(r.stdout())), 'www is published')
+  // On a slow machine the start-up's second pass (catch-up) may be the one that carries it.
+  t.ok(await until(() => /(changes|catch-up): .*index\.html.*→ www/.test(r.stdout())), 'www is published')
   t.match(r.stdout(), /img FAILED: root .*slaves\/img does not exist or is not a directory \(\d+ changes? kept, retry in/)
   r.child.kill('SIGTERM')
   t.equal(await r.exit, 0)
