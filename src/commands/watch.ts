@@ -20,7 +20,7 @@ Prints one line per published batch; with --json, one JSON object per event, one
 
   static override flags = {
     target: Flags.string({char: 't', description: 'watch for this target only (repeatable)', multiple: true}),
-    debounce: Flags.integer({description: 'milliseconds of quiet before a batch is published (default: watch.debounce, 150)', min: 0}),
+    debounce: Flags.integer({description: 'milliseconds of quiet before a batch is published (default: watch.debounce, 100)', min: 0}),
     render: Flags.boolean({description: 're-render the origin every watch.renderInterval seconds (and on SIGHUP); needs a render block'}),
     'render-hook': Flags.integer({description: 'also re-render on POST http://127.0.0.1:<port>/render (0 picks a free port)', min: 0, max: 65535, dependsOn: ['render']}),
     'break-lock': Flags.boolean({description: 'take over target locks left by a publisher that is gone, on the first publish'}),

@@ -145,6 +145,6 @@ export function resolveConfig(raw: RawConfig, file: string): Config {
     ssh: {config: raw.ssh.config && abs(raw.ssh.config), knownHosts: raw.ssh.knownHosts && abs(raw.ssh.knownHosts)},
     publish: raw.publish,
     render: raw.render,
-    watch: raw.watch ?? {debounce: 150, reconcile: 300, renderInterval: 60, retryMax: 60},
+    watch: raw.watch ?? {debounce: 100, reconcile: 300, renderInterval: 60, retryMax: 60},
   }
 }

@@ -65,7 +65,7 @@ export const configSchema = z.strictObject({
   watch: z
     .strictObject({
       /** Milliseconds of quiet before a batch of changes is published. */
-      debounce: z.number().int().min(0).default(150),
+      debounce: z.number().int().min(0).default(100),
       /** Seconds between full reconciles (0 disables). */
       reconcile: z.number().min(0).default(300),
       /** Seconds between re-renders with `mirror watch --render`. */
