@@ -67,6 +67,8 @@ const JOURNAL_MIN_ACTIONS = 500
 const BULK_MIN_FILES = 32
 /** Files per stream: an interrupted stream costs at most this many re-sends. */
 const BULK_BATCH_FILES = 2000
+/** Streams of one target at once (each is an exec session on the slave). */
+const BULK_STREAMS = 2
 
 const isPage = (path: string) => /\.(html?|xhtml|php)$/i.test(path)
 
@@ -179,30 +181,34 @@ export async function executePlan(target: Target, plan: TargetPlan, options: Exe
       }),
     )
 
-  /** Small files in one stream where the target can; what it did not take goes one by one. */
+  /** Small files in streams where the target can; what it did not take goes one by one. */
   const sendBulk = async (actions: Action[]) => {
-    for (let start = 0; start < actions.length && !halted(); start += BULK_BATCH_FILES) {
-      const batch = actions.slice(start, start + BULK_BATCH_FILES)
-      const byPath = new Map(batch.map((a) => [a.path, a]))
-      const reported = new Set<string>()
-      const reads = options.reads
-      const files = batch.map((a) => {
-        const {abs, size, mode, mtimeMs} = a.source!
-        return {localPath: abs, path: a.path, size, options: {mode, mtimeMs}, read: reads ? () => reads.read(abs, size) : undefined}
-      })
-      try {
-        await target.putMany!(files, (path, error) => {
-          reported.add(path)
-          const action = byPath.get(path)!
-          if (error) failed(action, error)
-          else sent(action, action.source!.size, false)
-        }, options.signal)
-      } catch (error) {
-        for (const action of batch) if (!reported.has(action.path)) failed(action, error)
-        return
-      }
-      await Promise.all(batch.filter((a) => !reported.has(a.path)).map(sendOne))
+    const batches: Action[][] = []
+    for (let start = 0; start < actions.length; start += BULK_BATCH_FILES) batches.push(actions.slice(start, start + BULK_BATCH_FILES))
+    // Two streams at a time: the next one flows while the last one's files are renamed into place.
+    const streams = pLimit(BULK_STREAMS)
+    await Promise.all(batches.map((batch) => streams(() => (halted() ? undefined : sendBatch(batch)))))
+  }
+  const sendBatch = async (batch: Action[]) => {
+    const byPath = new Map(batch.map((a) => [a.path, a]))
+    const reported = new Set<string>()
+    const reads = options.reads
+    const files = batch.map((a) => {
+      const {abs, size, mode, mtimeMs} = a.source!
+      return {localPath: abs, path: a.path, size, options: {mode, mtimeMs}, read: reads ? () => reads.read(abs, size) : undefined}
+    })
+    try {
+      await target.putMany!(files, (path, error) => {
+        reported.add(path)
+        const action = byPath.get(path)!
+        if (error) failed(action, error)
+        else sent(action, action.source!.size, false)
+      }, options.signal)
+    } catch (error) {
+      for (const action of batch) if (!reported.has(action.path)) failed(action, error)
+      return
     }
+    await Promise.all(batch.filter((a) => !reported.has(a.path)).map(sendOne))
   }
 
   // Assets first, pages last: a page never lands before what it references.
@@ -283,7 +289,7 @@ function summarizeFailures(target: string, failed: TargetReport['failed'], first
 /** Manifests smaller than this are simply written whole. */
 const MANIFEST_DELTA_MIN = 64 << 10
 /** Small blocks: a manifest changes row by row, scattered through the file. */
-const MANIFEST_BLOCK = 512
+const MANIFEST_BLOCK = 256
 
 /**
  * Writes the manifest; a big one whose previous version is on the slave is rebuilt there from

@@ -183,17 +183,17 @@ export async function publish(config: Config, options: PublishOptions = {}): Pro
             await target.connect()
           }
           const entries = routed.get(target.name)!
-          // The clean noop: the slave's manifest is still the one this master wrote, and it
-          // holds exactly these entries. Nothing to plan, nothing to lock.
           // Protected paths are never recorded in a manifest, so they are not part of it either.
           const published = print ? [...entries.values()].filter((e) => !protect(e.path)) : []
           const current = print ? fingerprint(published.map((e) => [e.path, e.source])) : undefined
           // From now on this walk of the source means "up to date" for this target, until either changes.
           const remember = () => recordHeldSource(targetConfig, cacheDir, current!, {print: print!, unchanged: published.length, protected: entries.size - published.length}).catch(() => {})
+          // The clean noop: the slave's manifest is still the one this master wrote, and it
+          // holds exactly these entries. Nothing to plan, nothing to lock.
           if (current && !scope) {
             const generation = await upToDateGeneration(target, targetConfig, cacheDir, current)
             if (generation !== undefined) {
-              outcome.plan = upToDatePlan(target, entries, protect)
+              outcome.plan = upToDatePlan(target, published.length, entries.size - published.length)
               emit({type: 'target-planned', target: target.name, plan: outcome.plan})
               if (!options.dryRun) outcome.report = {...emptyReport(target), generation}
               await remember()
@@ -276,7 +276,7 @@ async function allHeld(
         if (opened) await opened.connected
         const remote = await target.statState('manifest.json')
         if (remote?.size !== record.size || remote.mtimeMs !== record.mtimeMs) return undefined
-        const plan: TargetPlan = {target: target.name, url: target.url, actions: [], unchanged: record.unchanged, protected: record.protected, bytes: 0, counts: countActions([]), verified: false}
+        const plan = upToDatePlan(target, record.unchanged, record.protected)
         return {target, reused: Boolean(reused), plan, generation: record.generation}
       } catch {
         // Unreachable, or anything else: the usual way meets it and reports it.
@@ -299,10 +299,8 @@ async function heldOutcomes(held: Held, options: PublishOptions, emit: (event: P
 }
 
 /** The plan of a target that already holds exactly its entries. */
-function upToDatePlan(target: Target, entries: Map<string, RoutedEntry>, protect: (path: string) => boolean): TargetPlan {
-  let protectedPaths = 0
-  for (const path of entries.keys()) if (protect(path)) protectedPaths++
-  return {target: target.name, url: target.url, actions: [], unchanged: entries.size - protectedPaths, protected: protectedPaths, bytes: 0, counts: countActions([]), verified: false}
+function upToDatePlan(target: Target, unchanged: number, protectedPaths: number): TargetPlan {
+  return {target: target.name, url: target.url, actions: [], unchanged, protected: protectedPaths, bytes: 0, counts: countActions([]), verified: false}
 }
 
 function selectTargets(config: Config, names: readonly string[] | undefined) {

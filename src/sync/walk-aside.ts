@@ -12,7 +12,7 @@ export interface WalkedTree {
   print: string
   count: number
   warnings: ScanWarning[]
-  /** The whole tree; the first call fetches the file list. */
+  /** The whole tree, handed over once (nothing here keeps the file list alive afterwards). */
   tree(): Promise<SourceTree>
   /** Lets the worker go when the file list is not needed. */
   close(): void
@@ -32,8 +32,12 @@ export async function walkAside(root: string, options: Pick<ScanOptions, 'exclud
   } catch {
     return inline(await walkSource(root, options))
   }
+  // Keeps the process alive only while an answer is awaited: a publish that ends without
+  // asking for the file list (an error on the way) just leaves it behind.
+  worker.unref()
   const next = () =>
     new Promise<Message | undefined>((resolve, reject) => {
+      worker.ref()
       const onMessage = (message: Message) => {
         off()
         resolve(message)
@@ -47,6 +51,7 @@ export async function walkAside(root: string, options: Pick<ScanOptions, 'exclud
         resolve(undefined)
       }
       const off = () => {
+        worker.unref()
         worker.off('message', onMessage)
         worker.off('error', onError)
         worker.off('exit', onExit)
@@ -69,27 +74,38 @@ export async function walkAside(root: string, options: Pick<ScanOptions, 'exclud
   }
   if (first?.type !== 'summary') return fail(first)
   const summary = first
-  let tree: Promise<SourceTree> | undefined
+  let asked = false
   return {
     print: summary.print,
     count: summary.count,
     warnings: summary.warnings,
-    tree() {
-      tree ??= (async () => {
-        const answer = next()
-        worker.postMessage('files')
-        const message = await answer
-        if (message?.type !== 'files') return fail(message)
-        return {files: message.files, warnings: summary.warnings, print: summary.print}
-      })()
-      return tree
+    async tree() {
+      if (asked) throw new MirrorError('INTERNAL', 'the walked tree was already handed over')
+      asked = true
+      const answer = next()
+      worker.postMessage('files')
+      const message = await answer
+      if (message?.type !== 'files') return fail(message)
+      return {files: message.files, warnings: summary.warnings, print: summary.print}
     },
     close() {
-      if (!tree) void worker.terminate()
+      if (!asked) void worker.terminate()
     },
   }
 }
 
-function inline(tree: SourceTree): WalkedTree {
-  return {print: tree.print, count: tree.files.length, warnings: tree.warnings, tree: async () => tree, close() {}}
+function inline(walked: SourceTree): WalkedTree {
+  let kept: SourceTree | undefined = walked
+  return {
+    print: walked.print,
+    count: walked.files.length,
+    warnings: walked.warnings,
+    async tree() {
+      if (!kept) throw new MirrorError('INTERNAL', 'the walked tree was already handed over')
+      const tree = kept
+      kept = undefined
+      return tree
+    },
+    close() {},
+  }
 }

@@ -111,7 +111,10 @@ export async function startWatch(config: Config, options: WatchOptions): Promise
       // A tree that is never quiet is still published, in batches at most this far apart.
       maxWaitMs: Math.max(1000, debounceMs * 8),
       // A file must have been left alone this long before it is read (never half-written).
-      settleMs: Math.max(100, debounceMs),
+      // Below the debounce: a batch flushed after a quiet debounce then rarely finds a file that
+      // changed since its event (a write lands just after the open that announced it) and has
+      // to hold the whole burst back for it.
+      settleMs: Math.max(50, Math.round(debounceMs / 2)),
       changedAt: async (path) => {
         const s = await fs.lstat(join(config.source, path)).catch(() => null)
         return s ? s.ctimeMs : null

@@ -366,6 +366,7 @@ export class SshConnection {
           const write = (chunk: Buffer) =>
             new Promise<void>((done, fail) => {
               if (this.lost) return fail(this.lost)
+              this.batch()
               if (channel.write(chunk)) return done()
               const onDrain = () => {
                 channel.off('close', onClose)

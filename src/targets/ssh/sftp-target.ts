@@ -19,6 +19,8 @@ import {tarEnd, tarHeader, tarPadding} from './tar.js'
 
 /** Files read ahead of the tar stream of a bulk upload. */
 const BULK_READ_AHEAD = 8
+/** Bytes of a bulk stream gathered before a write: several full SSH packets. */
+const BULK_WRITE_BYTES = 256 << 10
 /** Requests in flight per SFTP channel for stat and list: enough to hide the round trip. */
 const REQUESTS_PER_CHANNEL = 64
 /** Bytes per read or write request; OpenSSH's sftp-server takes up to 255 KiB. */
@@ -342,6 +344,17 @@ export class SftpTarget implements Target {
         }
       }
       const result = await conn.pipe(`tar -x -o -p -f - -C ${shellQuote(stageAbs)}`, async (write) => {
+        // Small files are gathered into large writes: each write costs an SSH packet (padding,
+        // encryption, a socket write), and a 4 KiB page alone would fill an eighth of one.
+        let gathered: Buffer[] = []
+        let gatheredBytes = 0
+        const send = async () => {
+          if (gatheredBytes === 0) return
+          const chunk = Buffer.concat(gathered, gatheredBytes)
+          gathered = []
+          gatheredBytes = 0
+          await write(chunk)
+        }
         for (let i = 0; i < reads.length && !signal?.aborted; i++) {
           for (let k = i; k < i + BULK_READ_AHEAD; k++) read(k)
           const {file} = reads[i]
@@ -359,9 +372,14 @@ export class SftpTarget implements Target {
             continue
           }
           const name = `m${i}`
-          await write(Buffer.concat([tarHeader(name, data.length, file.options.mode, file.options.mtimeMs / 1000), data, tarPadding(data.length)]))
+          for (const part of [tarHeader(name, data.length, file.options.mode, file.options.mtimeMs / 1000), data, tarPadding(data.length)]) {
+            gathered.push(part)
+            gatheredBytes += part.length
+          }
           staged.push({file, name})
+          if (gatheredBytes >= BULK_WRITE_BYTES) await send()
         }
+        await send()
         await write(tarEnd())
       })
       if (result.code !== 0) {
