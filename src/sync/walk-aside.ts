@@ -24,8 +24,9 @@ type Message =
   | {type: 'error'; error: {code: ErrorCode; message: string; path?: string; suggestion?: string}}
 
 export async function walkAside(root: string, options: Pick<ScanOptions, 'exclude' | 'only'>): Promise<WalkedTree> {
-  // A watch batch names a few paths: not worth a thread.
-  if (options.only) return inline(await walkSource(root, options))
+  // A watch batch names a few paths: not worth a thread. Run from TypeScript source (the tests
+  // under tap), a worker would compile its modules again, for seconds: only the build uses one.
+  if (options.only || !import.meta.url.endsWith('.js')) return inline(await walkSource(root, options))
   let worker: Worker
   try {
     worker = new Worker(new URL('./walk-worker.js', import.meta.url), {workerData: {root, options}})
