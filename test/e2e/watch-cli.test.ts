@@ -135,7 +135,8 @@ t.test('a target that is down is reported with its pending changes, the other go
   t.match(r.stdout(), /img FAILED: root .*slaves\/img does not exist or is not a directory \(\d+ changes? kept, retry in/)
   r.child.kill('SIGTERM')
   t.equal(await r.exit, 0)
-  t.match(r.lines().at(-1), /stopped; kept for the next start: img 1 change$/)
+  // www's edit may still wait for the batch that confirms it when a catch-up carried it.
+  t.match(r.lines().at(-1), /stopped; kept for the next start: img 1 change(, www 1 change)?$/)
 })
 
 t.test('killed with SIGKILL mid-publish, a restarted watch finishes the job and cleans up', async (t) => {
