@@ -124,6 +124,13 @@ export function computeDelta(signature: Signature, data: Uint8Array): Delta {
         pushLiteral(pos)
         pushCopy(matched, blockSize)
         pos += blockSize
+        // An unchanged stretch: while the next window is the old file's next block, its strong
+        // hash says so, and the weak checksum (a pass over the bytes in JavaScript) is skipped.
+        while (matched + 1 < weak.length && (matched + 1 !== lastBlock || lastBlockSize === blockSize) && pos + blockSize <= n && strongOf(data, pos, pos + blockSize) === strong[matched + 1]) {
+          matched++
+          pushCopy(matched, blockSize)
+          pos += blockSize
+        }
         literalStart = pos
         if (pos + blockSize <= n) ({a, b} = weakOf(data, pos, pos + blockSize))
         continue

@@ -67,8 +67,6 @@ const JOURNAL_MIN_ACTIONS = 500
 const BULK_MIN_FILES = 32
 /** Files per stream: an interrupted stream costs at most this many re-sends. */
 const BULK_BATCH_FILES = 2000
-/** Streams of one target at once (each is an exec session on the slave). */
-const BULK_STREAMS = 2
 
 const isPage = (path: string) => /\.(html?|xhtml|php)$/i.test(path)
 
@@ -183,11 +181,7 @@ export async function executePlan(target: Target, plan: TargetPlan, options: Exe
 
   /** Small files in streams where the target can; what it did not take goes one by one. */
   const sendBulk = async (actions: Action[]) => {
-    const batches: Action[][] = []
-    for (let start = 0; start < actions.length; start += BULK_BATCH_FILES) batches.push(actions.slice(start, start + BULK_BATCH_FILES))
-    // Two streams at a time: the next one flows while the last one's files are renamed into place.
-    const streams = pLimit(BULK_STREAMS)
-    await Promise.all(batches.map((batch) => streams(() => (halted() ? undefined : sendBatch(batch)))))
+    for (let start = 0; start < actions.length && !halted(); start += BULK_BATCH_FILES) await sendBatch(actions.slice(start, start + BULK_BATCH_FILES))
   }
   const sendBatch = async (batch: Action[]) => {
     const byPath = new Map(batch.map((a) => [a.path, a]))
