@@ -42,15 +42,41 @@ export function emptyManifest(target: string): Manifest {
   return {target, generation: 0, publishedAt: '', publisher: '', complete: true, files: new Map()}
 }
 
+/** Bytes a serialized manifest is gathered in. */
+const SERIALIZE_CHUNK = 1 << 20
+
 export function serializeManifest(manifest: Manifest): Buffer {
-  // Row by row into one string: an object with a property per file costs several times the
-  // manifest's size while it lives, and four targets finish (and serialize) at once.
-  const parts: string[] = []
+  // Row by row into bytes: neither an object with a property per file nor the whole manifest
+  // as one string (100,000 files are 13 MB of text, and four targets may finish at once).
+  const chunks: Buffer[] = []
+  const checksum = createHash('sha256')
+  let chunk = Buffer.allocUnsafe(SERIALIZE_CHUNK)
+  let used = 0
+  const seal = () => {
+    const full = chunk.subarray(0, used)
+    checksum.update(full)
+    chunks.push(full)
+    chunk = Buffer.allocUnsafe(SERIALIZE_CHUNK)
+    used = 0
+  }
+  const put = (text: string) => {
+    // A UTF-16 code unit is at most three UTF-8 bytes.
+    if (used + text.length * 3 > chunk.length) seal()
+    if (text.length * 3 > chunk.length) {
+      const big = Buffer.from(text)
+      checksum.update(big)
+      chunks.push(big)
+    } else used += chunk.write(text, used)
+  }
+  put('{')
+  let first = true
   for (const path of [...manifest.files.keys()].sort()) {
     const r = manifest.files.get(path)!
-    parts.push(`${JSON.stringify(path)}:[${JSON.stringify(r.hash)},${r.size},${r.mtimeMs},${r.mode}]`)
+    put(`${first ? '' : ','}${JSON.stringify(path)}:[${JSON.stringify(r.hash)},${r.size},${r.mtimeMs},${r.mode}]`)
+    first = false
   }
-  const files = `{${parts.join(',')}}`
+  put('}')
+  seal()
   const head = JSON.stringify({
     format: FORMAT,
     target: manifest.target,
@@ -58,10 +84,10 @@ export function serializeManifest(manifest: Manifest): Buffer {
     publishedAt: manifest.publishedAt,
     publisher: manifest.publisher,
     complete: manifest.complete,
-    checksum: checksumOf(files),
+    checksum: checksum.digest('hex'),
   })
   // Written by hand so the checksum covers exactly the bytes of "files" as stored.
-  return Buffer.from(`${head.slice(0, -1)},"files":${files}}\n`)
+  return Buffer.concat([Buffer.from(`${head.slice(0, -1)},"files":`), ...chunks, Buffer.from('}\n')])
 }
 
 /** Parses a manifest; throws MANIFEST_CORRUPT when it is not one or its checksum is wrong. */
@@ -103,15 +129,20 @@ export function parseManifest(data: Buffer, target: string): Manifest {
  * A digest of what a manifest (or a set of routed entries) holds: path, content and mode. When
  * the source's entries for a target have the fingerprint of the manifest the master last wrote
  * there, and that manifest is still the slave's, there is nothing to do: a noop that neither
- * parses the manifest nor plans.
+ * parses the manifest nor plans. Takes a manifest's map, or paths and a lookup (routed entries
+ * filtered by protect, without copying them).
  */
-export function fingerprint(files: ReadonlyMap<string, {hash: string; mode: number}> | Iterable<[path: string, content: {hash: string; mode: number}]>): string {
+export function fingerprint(files: ReadonlyMap<string, {hash: string; mode: number}>): string
+export function fingerprint(paths: Iterable<string>, contentOf: (path: string) => {hash: string; mode: number}): string
+export function fingerprint(files: ReadonlyMap<string, {hash: string; mode: number}> | Iterable<string>, contentOf?: (path: string) => {hash: string; mode: number}): string {
+  const map = files as ReadonlyMap<string, {hash: string; mode: number}>
+  const lookup = contentOf ?? ((path: string) => map.get(path)!)
+  const paths = contentOf ? [...(files as Iterable<string>)] : [...map.keys()]
   // Rows sort as their paths do (a path ends at the NUL, which sorts first), so the rows are
   // hashed in path order without building them all first.
-  const byPath = files instanceof Map ? (files as ReadonlyMap<string, {hash: string; mode: number}>) : new Map(files)
   const digest = createHash('sha256')
-  for (const path of [...byPath.keys()].sort()) {
-    const c = byPath.get(path)!
+  for (const path of paths.sort()) {
+    const c = lookup(path)
     digest.update(`${path}\0${c.hash}\0${c.mode}\n`)
   }
   return digest.digest('hex')

@@ -18,7 +18,7 @@ export class SharedReads {
   /** `readers(abs)`: how many targets may read this file (an upper bound is fine). */
   constructor(
     private readonly readers: (abs: string) => number,
-    private readonly maxBytes = 64 << 20,
+    private readonly maxBytes = 16 << 20,
   ) {}
 
   read(abs: string, size: number): Promise<Buffer> {
