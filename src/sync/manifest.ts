@@ -42,41 +42,23 @@ export function emptyManifest(target: string): Manifest {
   return {target, generation: 0, publishedAt: '', publisher: '', complete: true, files: new Map()}
 }
 
-/** Bytes a serialized manifest is gathered in. */
-const SERIALIZE_CHUNK = 1 << 20
-
 export function serializeManifest(manifest: Manifest): Buffer {
-  // Row by row into bytes: neither an object with a property per file nor the whole manifest
-  // as one string (100,000 files are 13 MB of text, and four targets may finish at once).
-  const chunks: Buffer[] = []
-  const checksum = createHash('sha256')
-  let chunk = Buffer.allocUnsafe(SERIALIZE_CHUNK)
-  let used = 0
-  const seal = () => {
-    const full = chunk.subarray(0, used)
-    checksum.update(full)
-    chunks.push(full)
-    chunk = Buffer.allocUnsafe(SERIALIZE_CHUNK)
-    used = 0
+  // Row by row into one buffer of the exact size: neither an object with a property per file,
+  // nor the manifest as one string, nor pieces to join (100,000 files are 13 MB, and the targets
+  // of a big publish finish together). A first pass measures the rows and checksums them.
+  const paths = [...manifest.files.keys()].sort()
+  const row = (i: number) => {
+    const r = manifest.files.get(paths[i])!
+    return `${i === 0 ? '' : ','}${JSON.stringify(paths[i])}:[${JSON.stringify(r.hash)},${r.size},${r.mtimeMs},${r.mode}]`
   }
-  const put = (text: string) => {
-    // A UTF-16 code unit is at most three UTF-8 bytes.
-    if (used + text.length * 3 > chunk.length) seal()
-    if (text.length * 3 > chunk.length) {
-      const big = Buffer.from(text)
-      checksum.update(big)
-      chunks.push(big)
-    } else used += chunk.write(text, used)
+  const checksum = createHash('sha256').update('{')
+  let rowBytes = 0
+  for (let i = 0; i < paths.length; i++) {
+    const text = row(i)
+    checksum.update(text)
+    rowBytes += Buffer.byteLength(text)
   }
-  put('{')
-  let first = true
-  for (const path of [...manifest.files.keys()].sort()) {
-    const r = manifest.files.get(path)!
-    put(`${first ? '' : ','}${JSON.stringify(path)}:[${JSON.stringify(r.hash)},${r.size},${r.mtimeMs},${r.mode}]`)
-    first = false
-  }
-  put('}')
-  seal()
+  checksum.update('}')
   const head = JSON.stringify({
     format: FORMAT,
     target: manifest.target,
@@ -87,7 +69,13 @@ export function serializeManifest(manifest: Manifest): Buffer {
     checksum: checksum.digest('hex'),
   })
   // Written by hand so the checksum covers exactly the bytes of "files" as stored.
-  return Buffer.concat([Buffer.from(`${head.slice(0, -1)},"files":`), ...chunks, Buffer.from('}\n')])
+  const opening = `${head.slice(0, -1)},"files":{`
+  const closing = '}}\n'
+  const data = Buffer.allocUnsafe(Buffer.byteLength(opening) + rowBytes + closing.length)
+  let at = data.write(opening)
+  for (let i = 0; i < paths.length; i++) at += data.write(row(i), at)
+  data.write(closing, at)
+  return data
 }
 
 /** Parses a manifest; throws MANIFEST_CORRUPT when it is not one or its checksum is wrong. */

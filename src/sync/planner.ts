@@ -6,6 +6,7 @@
 import type {RemoteStat} from '../targets/target.js'
 import type {Manifest, ManifestRecord} from './manifest.js'
 import {countActions, type Action, type RoutedEntry, type TargetPlan} from './plan.js'
+import type {SourceEntry} from './scan.js'
 
 /** What the slave has at a path: its stat, plus its hash when the publisher computed one. */
 export interface SlaveFile extends RemoteStat {
@@ -64,6 +65,24 @@ function slaveIsAsPublished(slave: SlaveFile, record: ManifestRecord): boolean {
 
 const describeNonFile = (slave: SlaveFile) => `a ${slave.type === 'dir' ? 'directory' : slave.type} stands there on the slave`
 
+/**
+ * The "add" of a routed entry is the same action on every target it goes to, and so is the
+ * record of a source file that landed: each is made once, not once per target (a first
+ * publish of 100,000 files to four slaves would otherwise hold 400,000 of each). Neither is
+ * ever changed once made.
+ */
+const addActions = new WeakMap<RoutedEntry, Action>()
+const landedRecords = new WeakMap<SourceEntry, ManifestRecord>()
+
+function addAction(entry: RoutedEntry): Action {
+  let action = addActions.get(entry)
+  if (!action) {
+    action = {kind: 'add', path: entry.path, source: entry.source}
+    addActions.set(entry, action)
+  }
+  return action
+}
+
 export function planTarget(input: PlanInput): TargetPlan {
   const {entries, base, slave, listed, protect, force} = input
   const actions: Action[] = []
@@ -109,7 +128,7 @@ export function planTarget(input: PlanInput): TargetPlan {
     }
     // Not published here before: a first publish, or a file new to the source.
     if (now === undefined || now === null) {
-      actions.push({kind: 'add', path, source})
+      actions.push(addAction(entry))
     } else if (now.type !== 'file') {
       actions.push({kind: 'conflict', path, source, reason: describeNonFile(now)})
     } else if (now.hash === source.hash) {
@@ -169,7 +188,12 @@ export function recordAfter(action: Action): ManifestRecord | null | undefined {
     case 'update':
     case 'repair': {
       const s = action.source!
-      return {hash: s.hash, size: s.size, mtimeMs: Math.floor(s.mtimeMs / 1000) * 1000, mode: s.mode}
+      let record = landedRecords.get(s)
+      if (!record) {
+        record = {hash: s.hash, size: s.size, mtimeMs: Math.floor(s.mtimeMs / 1000) * 1000, mode: s.mode}
+        landedRecords.set(s, record)
+      }
+      return record
     }
     case 'adopt': {
       const s = action.source!
