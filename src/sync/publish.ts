@@ -27,6 +27,10 @@ import {SharedReads} from './shared-reads.js'
 import {SignatureStore} from './signatures.js'
 import {processAlive} from '../util/process.js'
 import {createRouter} from './segments.js'
+import {limitHeapGrowth} from '../util/heap.js'
+
+/** From this many source files on, the heap is kept tight (see limitHeapGrowth). */
+const BIG_TREE_FILES = 50_000
 
 export interface PublishOptions {
   /** Only these targets (names); all when empty. */
@@ -168,6 +172,7 @@ export async function publish(config: Config, options: PublishOptions = {}): Pro
         return {source: config.source, files: walked.count, hashed: 0, warnings: walked.warnings, dryRun: Boolean(options.dryRun), targets: await heldOutcomes(held, options, emit)}
       }
     }
+    if (walked.count >= BIG_TREE_FILES) limitHeapGrowth()
     scan = await hashSource(await walked.tree(), {cacheFile: join(config.stateDir, 'hash-cache.json'), only: options.only})
     emit({type: 'scan-done', files: scan.entries.length, hashed: scan.hashed, durationMs: Date.now() - started})
     routed = routeEntries(config, scan.entries)
