@@ -9,6 +9,7 @@ import {dirname, join, resolve} from 'node:path'
 import {fileURLToPath} from 'node:url'
 import {parseArgs} from 'node:util'
 
+import {linkText, parseLink, relayWireCounter} from './link.js'
 import {killRunning, wireCounter} from './measure.js'
 import {summarizeProfiles} from './profile.js'
 import {markdownTable} from './report.js'
@@ -30,6 +31,10 @@ const HELP = `npm run bench -- [flags]
   --tool LIST        mirror,rsync-seq,rsync-par,rclone-par
   --module LIST      publish,render,watch (the modules whose prerequisites exist run)
   --timeout SEC      per tool run (default 900); a run that takes longer is killed and reported
+  --link RTT_MS,MBIT put an emulated link between every tool and every slave, e.g. --link 20,100:
+                     a user-space TCP relay per slave (bench/link.ts; no loss, no jitter) adds the RTT
+                     and paces each direction at MBIT Mbit/s per slave; bytes are then counted at the
+                     relays. Check the relay itself with: node --import tsx bench/link-check.ts 20,100
   --profile          run mirror with --cpu-prof; the report lists where its time goes
   --sanity           add a deliberately wrong publisher: its verdict must be WRONG
   --out DIR          results directory (default bench-results/)
@@ -50,6 +55,7 @@ function parseOptions(argv: string[]): BenchOptions {
       tool: {type: 'string'},
       module: {type: 'string'},
       timeout: {type: 'string'},
+      link: {type: 'string'},
       profile: {type: 'boolean', default: false},
       sanity: {type: 'boolean', default: false},
       out: {type: 'string'},
@@ -87,6 +93,7 @@ function parseOptions(argv: string[]): BenchOptions {
     profile: values.profile,
     keep: values.keep,
     sanity: values.sanity,
+    link: values.link === undefined ? undefined : parseLink(values.link),
   }
 }
 
@@ -176,9 +183,14 @@ async function main(): Promise<void> {
     options,
     projectDir,
     binRun,
-    wire: wireCounter(),
+    // Behind the link, the loopback counters would see every byte twice (tool-relay, relay-sshd).
+    wire: options.link ? relayWireCounter(() => slaves?.link) : wireCounter(),
     log,
-    slaves: () => (starting ??= startSlaves(options.workDir, 4).then((s) => (slaves = s))),
+    slaves: () =>
+      (starting ??= startSlaves(options.workDir, 4, options.link).then((s) => {
+        if (s.link) log(`link: ${linkText(options.link)}: relay process ${s.link.pid} on 127.0.0.1 ports ${s.link.ports.join(', ')}`)
+        return (slaves = s)
+      })),
   }
   let stopping = false
   const cleanup = async () => {
@@ -230,6 +242,8 @@ async function main(): Promise<void> {
     `Machine: ${info.cpu}, ${info.cores} cores, ${info.memoryGiB} GiB; Linux ${info.kernel}; Node ${info.node}; ${info.openssh}; ${info.rsync}; rclone: ${info.rclone}. Slave roots on ${info.workDirFs}.`,
     `Load average ${loadBefore[0].toFixed(2)} before, ${loadAfter[0].toFixed(2)} after (other processes share the machine: compare medians, expect noise).`,
     '',
+    `Link: ${linkText(options.link)}.${options.link ? ' Each direction is delayed by half the RTT and paced at the rate, per slave, through a bottleneck queue of the bandwidth-delay product + 256 KiB; no loss, no jitter (bench/link.ts).' : ''}`,
+    '',
     `Bytes on the wire: ${ctx.wire.method}. "tool-counted" is what each tool reports itself (mirror: report.bytes; rsync: --stats sent + received; rclone: its transfer stats). Peak RSS: GNU time's maximum resident set size (rsync and rclone: the largest of the 4 processes).`,
     '',
     `Publish runs: before each run, untimed, the slaves are reset (init: emptied; noop and mutate: made to hold the base again with a local \`rsync -a --delete\` from a pristine copy, after removing every file the last verification found wrong; for mirror that copy is what its own first publish left, with its manifests, and its master state is restored too; for rsync and rclone it is the base tree), then flushed to disk. After each run, every slave is compared with the source: the file list, and the SHA-1 of every file (a file is re-read unless its inode, size, mtime and ctime are those it had when it was last hashed: any write changes its ctime or inode).`,
@@ -248,6 +262,7 @@ async function main(): Promise<void> {
     options,
     machine: {...info, loadBefore, loadAfter, freeMemGiB: +(freemem() / 2 ** 30).toFixed(1)},
     method: {wire: ctx.wire.method, wireExact: ctx.wire.exact},
+    link: options.link ? {...options.link, text: linkText(options.link), model: 'user-space TCP relay per slave: delay RTT/2 and pace at the rate each direction, bounded queue, no loss, no jitter'} : null,
     modules: results.map((r) => ({module: r.module, title: r.title, skipped: r.skipped, error: r.error, data: r.result?.data})),
     failures,
     warnings,

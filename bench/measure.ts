@@ -1,6 +1,7 @@
 // How the benchmark measures a tool run: wall time (monotonic clock around the process), peak
 // RSS (GNU time's %M, else polling /proc), and bytes on the wire (the loopback interface's
-// counters in the private network namespace the launcher puts the benchmark in).
+// counters in the private network namespace the launcher puts the benchmark in; behind an
+// emulated link, the relays' counts: see link.ts).
 
 import {spawn} from 'node:child_process'
 import {existsSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync} from 'node:fs'
@@ -128,14 +129,14 @@ function groupPeakKb(pgid: number | undefined): number {
   return peak
 }
 
-/** Counts every byte of every IP packet on the loopback interface: both directions of every connection. */
+/** Counts the bytes between the tools and the slaves: both directions of every connection. */
 export interface WireCounter {
   /** How bytes are counted, for the report. */
   method: string
   /** False when the count would include other processes' traffic (no private network namespace). */
   exact: boolean
   /** Cumulative bytes so far, or undefined when not countable. */
-  read(): number | undefined
+  read(): Promise<number | undefined>
 }
 
 /**
@@ -146,12 +147,12 @@ export interface WireCounter {
 export function wireCounter(): WireCounter {
   const own = privateNetns()
   if (!own) {
-    return {method: 'not measured (no private network namespace: run as root, or with unshare available); the tools\' own counts are shown instead', exact: false, read: () => undefined}
+    return {method: 'not measured (no private network namespace: run as root, or with unshare available); the tools\' own counts are shown instead', exact: false, read: async () => undefined}
   }
   return {
     method: 'loopback interface tx bytes in a private network namespace (every IP packet between the tool and the 4 sshd slaves, both directions, TCP/IP headers and SSH framing included)',
     exact: true,
-    read: () => {
+    read: async () => {
       const line = readFileSync('/proc/net/dev', 'utf8')
         .split('\n')
         .find((l) => l.trim().startsWith('lo:'))

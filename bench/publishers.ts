@@ -156,7 +156,7 @@ export const rsyncParallel: Publisher = {
 function rcloneConfig(env: PublishEnv): string {
   const file = join(env.workDir, 'rclone.conf')
   const sections = env.set.slaves.map((s) =>
-    [`[${s.name}]`, 'type = sftp', 'host = 127.0.0.1', `port = ${s.sshd.port}`, `user = ${s.sshd.user}`, `key_file = ${s.sshd.identityFile}`, `known_hosts_file = ${s.sshd.knownHostsFile}`, 'shell_type = unix', 'disable_hashcheck = true', ''].join('\n'),
+    [`[${s.name}]`, 'type = sftp', 'host = 127.0.0.1', `port = ${s.port}`, `user = ${s.sshd.user}`, `key_file = ${s.sshd.identityFile}`, `known_hosts_file = ${s.sshd.knownHostsFile}`, 'shell_type = unix', 'disable_hashcheck = true', ''].join('\n'),
   )
   writeFileSync(file, sections.join('\n'))
   return file

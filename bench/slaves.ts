@@ -1,17 +1,21 @@
 // The benchmark's slaves: 4 real OpenSSH sshd on 127.0.0.1 (started by the tests' harness), each
-// with its own web root and mirror state directory under the work directory, and the untimed
-// resets between runs: empty, or a copy of a tree (with `cp -a`), then flushed to disk.
+// with its own web root and mirror state directory under the work directory, optionally behind
+// an emulated link (link.ts), and the untimed resets between runs: empty, or a copy of a tree
+// (with `cp -a`), then flushed to disk.
 
 import {spawn} from 'node:child_process'
-import {existsSync, mkdirSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
+import {appendFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {dirname, join} from 'node:path'
 
 import {startSshd, type Sshd} from '../test/helpers/sshd.js'
+import {startLink, type Link, type LinkSpec} from './link.js'
 
 export interface Slave {
   /** Host alias in `sshConfig` (also the rclone remote name). */
   name: string
   sshd: Sshd
+  /** The 127.0.0.1 port the tools connect to: the link relay's, or sshd's own without a link. */
+  port: number
   /** The published web root. */
   root: string
   /** mirror's state directory for this target (manifest, lock, backups), outside the root. */
@@ -22,13 +26,22 @@ export interface SlaveSet {
   slaves: Slave[]
   /** One ssh_config naming every slave by alias (HostName, Port, User, IdentityFile, known_hosts). */
   sshConfig: string
-  /** Stops every sshd this set started, by pid. */
+  /** The relay process in front of the slaves, when the benchmark runs behind an emulated link. */
+  link?: Link
+  /** Stops the relay process and every sshd this set started, by pid. */
   stop(): Promise<void>
 }
 
-export async function startSlaves(workDir: string, count: number): Promise<SlaveSet> {
+/**
+ * Starts `count` sshd slaves; with `link`, also the relay process in front of them, and the
+ * ssh_config sends each alias to its relay's port. Host keys are still checked: each known_hosts
+ * gains a line for `[127.0.0.1]:<relay port>` with that slave's own host key.
+ */
+export async function startSlaves(workDir: string, count: number, link?: LinkSpec): Promise<SlaveSet> {
   const slaves: Slave[] = []
+  let relay: Link | undefined
   const stopAll = async () => {
+    await relay?.stop()
     await Promise.all(slaves.map((s) => s.sshd.stop()))
   }
   try {
@@ -36,16 +49,32 @@ export async function startSlaves(workDir: string, count: number): Promise<Slave
       const name = `slave${i}`
       const sshd = await startSshd({alias: name})
       const dir = join(workDir, 'slaves', name)
-      slaves.push({name, sshd, root: join(dir, 'root'), state: join(dir, 'state')})
+      slaves.push({name, sshd, port: sshd.port, root: join(dir, 'root'), state: join(dir, 'state')})
       mkdirSync(join(dir, 'root'), {recursive: true})
+    }
+    if (link) {
+      relay = await startLink(link, slaves.map((s) => s.sshd.port))
+      slaves.forEach((s, i) => {
+        s.port = relay!.ports[i]
+        appendFileSync(s.sshd.knownHostsFile, `[127.0.0.1]:${s.port} ${s.sshd.hostPublicKey}\n`)
+      })
     }
   } catch (error) {
     await stopAll()
     throw error
   }
   const sshConfig = join(workDir, 'ssh_config')
-  writeFileSync(sshConfig, slaves.map((s) => readFileSync(s.sshd.sshConfigFile, 'utf8')).join('\n'))
-  return {slaves, sshConfig, stop: stopAll}
+  writeFileSync(sshConfig, slaves.map((s) => withPort(readFileSync(s.sshd.sshConfigFile, 'utf8'), s.port)).join('\n'))
+  return {slaves, sshConfig, link: relay, stop: stopAll}
+}
+
+/** The harness's `Host` block with its `Port` line set to `port`. */
+function withPort(block: string, port: number): string {
+  const lines = block.split('\n')
+  const at = lines.findIndex((l) => /^\s*Port\s+\d+\s*$/.test(l))
+  if (at === -1) throw new Error(`no Port line in the harness's ssh_config:\n${block}`)
+  lines[at] = `  Port ${port}`
+  return lines.join('\n')
 }
 
 /** Runs a command to completion; throws with its stderr when it fails. For untimed setup only. */

@@ -2,6 +2,7 @@
 // baselines (publish vs rsync/rclone, render vs wget/wget2, watch vs lsyncd) and returns tables
 // for the report plus its raw data for the JSON. main.ts runs the modules; it knows none of them.
 
+import type {LinkSpec} from './link.js'
 import type {WireCounter} from './measure.js'
 import type {SlaveSet} from './slaves.js'
 
@@ -31,6 +32,8 @@ export interface BenchOptions {
   keep: boolean
   /** Add the deliberately wrong publisher, to show the verifier catches it. */
   sanity: boolean
+  /** The emulated link between every tool and every slave (link.ts), or undefined: plain loopback. */
+  link?: LinkSpec
 }
 
 export interface BenchContext {

@@ -1,7 +1,8 @@
 // `npm run bench`: makes sure what the benchmark needs is here (npm packages, sshd and rsync;
 // rclone, wget2 and lsyncd for the optional baselines), builds, then runs bench/main.ts through
 // tsx. As root it runs the benchmark in a private network namespace (`unshare --net`): traffic
-// stays on that namespace's own 127.0.0.1, and its loopback counters are the bytes on the wire.
+// stays on that namespace's own 127.0.0.1, and its loopback counters are the bytes on the wire
+// (behind `--link`, the emulated link's relays count them instead, with or without a namespace).
 // Flags for this launcher: --no-build, --no-install, --no-netns; the rest go to bench/main.ts
 // (`npm run bench -- --help`).
 
@@ -55,7 +56,8 @@ const node = [process.execPath, '--import', 'tsx', join(projectDir, 'bench/main.
 // A private network namespace needs CAP_SYS_ADMIN (root); probe it rather than guess.
 const netns = !help && !flags.has('--no-netns') && have('unshare') && have('ip') && spawnSync('unshare', ['--net', 'true'], {stdio: 'ignore'}).status === 0
 const [cmd, ...cmdArgs] = netns ? ['unshare', '--net', '--', 'sh', '-c', 'ip link set lo up && exec "$@"', 'sh', ...node] : node
-if (!netns && !help) console.error('no private network namespace (needs root and unshare): bytes on the wire are not measured, only the tools\' own counts')
+const linked = args.some((a) => a === '--link' || a.startsWith('--link='))
+if (!netns && !help && !linked) console.error('no private network namespace (needs root and unshare): bytes on the wire are not measured, only the tools\' own counts')
 
 const child = spawn(cmd, cmdArgs, {cwd: projectDir, stdio: 'inherit', env: {...process.env, MIRROR_BENCH_NETNS: netns ? '1' : '0'}})
 // Ctrl-C reaches the whole foreground group; the benchmark stops its slaves itself. Forward

@@ -7,6 +7,7 @@ import {statSync} from 'node:fs'
 import {join} from 'node:path'
 
 import {CORPORA, ensureCorpus, type Corpus, type Tree} from '../corpus.js'
+import {linkText} from '../link.js'
 import {median} from '../measure.js'
 import {PUBLISHERS, type Publisher, type PublishEnv, type ToolRun} from '../publishers.js'
 import {megabytes, ratio, ratioText, secondsSpread, seconds} from '../report.js'
@@ -179,7 +180,7 @@ async function benchCorpus(ctx: BenchContext, env: PublishEnv, corpus: Corpus, s
   let verifyMs = 0
   const measure = async (tool: Publisher, scenario: Scenario, run: number): Promise<RunRecord> => {
     const source = scenario === 'mutate' ? corpus.mutated! : corpus.base
-    const before = ctx.wire.read()
+    const before = await ctx.wire.read()
     let r: ToolRun
     if (ctx.options.profile && tool.id === 'mirror') env.profileDir = join(ctx.options.outDir, 'profiles', `${corpus.spec.name}-${scenario}`)
     try {
@@ -187,7 +188,7 @@ async function benchCorpus(ctx: BenchContext, env: PublishEnv, corpus: Corpus, s
     } catch (error) {
       r = {wallMs: NaN, ok: false, exit: 'error', error: String(error)}
     }
-    const after = ctx.wire.read()
+    const after = await ctx.wire.read()
     const verifyStarted = Date.now()
     const verdicts = await verify(scenario)
     verifyMs = Date.now() - verifyStarted
@@ -293,7 +294,7 @@ function sectionsFor(ctx: BenchContext, data: CorpusResult): Section[] {
   }
   const m = data.mutation
   const intro = [
-    `${data.files.toLocaleString('en-US')} files, ${megabytes(data.bytes)} MB; 4 slaves; medians [min–max] over the runs.` +
+    `${data.files.toLocaleString('en-US')} files, ${megabytes(data.bytes)} MB; 4 slaves; link: ${linkText(ctx.options.link)}; medians [min–max] over the runs.` +
       (m ? ` Mutation: ${m.edited} edited, ${m.added} added, ${m.deleted} deleted, 4 KiB inserted in the middle of ${m.grown}.` : ''),
   ]
   const notes = [...skipped].map((s) => `Not run: ${s}.`)
@@ -344,9 +345,9 @@ async function benchRss100k(ctx: BenchContext, publishEnv: PublishEnv, out: Modu
       await emptySlaves(set)
       await flush(ctx.options.workDir)
     }
-    const before = ctx.wire.read()
+    const before = await ctx.wire.read()
     const r = await tool.run(env, corpus.base)
-    const after = ctx.wire.read()
+    const after = await ctx.wire.read()
     const verdicts: Verdict[] = []
     for (const s of set.slaves) verdicts.push(await verifyRoot(s.root, corpus.baseTree))
     // A run killed at the timeout leaves the slaves half done: that is "unfinished", not a wrong answer.

@@ -8,6 +8,7 @@ import * as fs from 'node:fs/promises'
 import {join} from 'node:path'
 
 import {CORPORA, ensureCorpus} from '../corpus.js'
+import {linkText} from '../link.js'
 import {copyTree, emptySlaves, type SlaveSet} from '../slaves.js'
 import type {BenchContext, ModuleResult, ScenarioModule} from '../types.js'
 
@@ -171,7 +172,7 @@ export const watchModule: ScenarioModule = {
     result.sections.push({
       title: 'watch: write on the master → new content on all 4 slaves (ms)',
       intro: [
-        `Source: the ${corpus.spec.name} corpus (${corpus.files.toLocaleString('en-US')} files). Each single edit appends a marker to one page and waits until all 4 slave copies contain it (polled every ${POLL_MS} ms); a burst writes ${BURST_SIZE} pages back to back, each timed from its own write. Goal: p50 < ${GOAL_P50_MS} ms, p99 < ${GOAL_P99_MS} ms, and below lsyncd's.`,
+        `Source: the ${corpus.spec.name} corpus (${corpus.files.toLocaleString('en-US')} files); link: ${linkText(ctx.options.link)}. Each single edit appends a marker to one page and waits until all 4 slave copies contain it (polled every ${POLL_MS} ms); a burst writes ${BURST_SIZE} pages back to back, each timed from its own write. Goal: p50 < ${GOAL_P50_MS} ms, p99 < ${GOAL_P99_MS} ms, and below lsyncd's.`,
       ],
       headers: ['tool', 'edits', 'n', 'p50 ms', 'p99 ms', 'max ms', 'lost'],
       rows,

@@ -45,6 +45,7 @@ t.test('the benchmark runs on the tiny corpus and reports ratios and a verdict p
   t.match(r.stdout, /\| init \| mirror \| 1 \| \d+\.\d+ \|/, 'a timed mirror row')
   t.match(r.stdout, /\| mutate \| rsync-par \| 1 \| \d+\.\d+ \|.*\| ok \|/, 'rsync verified')
   t.match(r.stdout, /\| init \| wrong \|.*WRONG on 2\/4 slaves: 1 missing, 1 differ/, 'a wrong answer shows as wrong')
+  t.match(r.stdout, /^Link: none /m, 'says which link the run used (--link adds an emulated one)')
 
   t.ok(existsSync(join(out, 'latest-tiny.md')), 'markdown written')
   const json = JSON.parse(readFileSync(join(out, 'latest-tiny.json'), 'utf8'))
@@ -65,4 +66,5 @@ t.test('the benchmark runs on the tiny corpus and reports ratios and a verdict p
   }
   t.equal(json.mode, 'tiny')
   t.type(json.method.wire, 'string', 'says how bytes were counted')
+  t.equal(json.link, null, 'no emulated link unless asked for')
 })
