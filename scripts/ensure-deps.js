@@ -1,5 +1,6 @@
 // Makes a fresh clone runnable: installs the npm dependencies when missing, the system tools the
-// tests need (OpenSSH's sshd and sftp-server) when missing and we may install them, and builds.
+// tests need (OpenSSH's sshd and sftp-server, the cron daemon) when missing and we may install
+// them, and builds.
 // Used by `npm test`, `npm run demo` and `npm run bench`.
 
 import {execFileSync} from 'node:child_process'
@@ -22,7 +23,7 @@ function have(cmd) {
 
 /** Debian packages for the tools asked for; installs those missing when running as root. */
 export function ensureSystemTools(tools, {required = true} = {}) {
-  const packages = {sshd: ['openssh-server', '/usr/sbin/sshd'], rsync: ['rsync', 'rsync'], wget2: ['wget2', 'wget2'], lsyncd: ['lsyncd', 'lsyncd'], crontab: ['cron', 'crontab']}
+  const packages = {sshd: ['openssh-server', '/usr/sbin/sshd'], rsync: ['rsync', 'rsync'], wget2: ['wget2', 'wget2'], lsyncd: ['lsyncd', 'lsyncd'], crontab: ['cron', 'crontab'], cron: ['cron', '/usr/sbin/cron']}
   const missing = tools.filter((tool) => {
     const probe = packages[tool][1]
     return probe.startsWith('/') ? !existsSync(probe) : !have(probe)

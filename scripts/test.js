@@ -1,5 +1,5 @@
-// `npm test`: makes sure what the tests need is here (npm packages, OpenSSH sshd), builds, runs
-// the whole suite with tap, and ends with one line `N passed, N failed`.
+// `npm test`: makes sure what the tests need is here (npm packages, OpenSSH sshd, cron), builds,
+// runs the whole suite with tap, and ends with one line `N passed, N failed`.
 // Extra arguments go to tap (e.g. `npm test -- test/unit`).
 
 import {spawn} from 'node:child_process'
@@ -8,8 +8,9 @@ import {join} from 'node:path'
 import {build, ensureNodeModules, ensureSystemTools, projectDir} from './ensure-deps.js'
 
 ensureNodeModules()
-// The integration tests start real sshd processes; without sshd they must fail, not skip.
-ensureSystemTools(['sshd'])
+// The integration tests start real sshd processes, and one e2e test has a real cron daemon run
+// the installed entry; without them they must fail, not skip.
+ensureSystemTools(['sshd', 'cron'])
 build()
 
 const tap = spawn(process.execPath, [join(projectDir, 'node_modules/tap/dist/esm/run.mjs'), '--reporter=tap', ...process.argv.slice(2)], {

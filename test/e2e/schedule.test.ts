@@ -1,6 +1,7 @@
 // `mirror schedule` through bin/run.js with a fake crontab command (MIRROR_CRONTAB) that keeps
 // the table in a temp file, and the installed entry run the way cron runs it: /bin/sh with a
-// bare environment and no terminal. One test uses the real crontab as root, restoring it.
+// bare environment and no terminal. Two tests use the real crontab, restoring it: one only adds
+// and removes, the other has a real cron daemon run the entry.
 
 import {spawn, spawnSync} from 'node:child_process'
 import {chmodSync, existsSync, readFileSync, writeFileSync} from 'node:fs'
@@ -8,11 +9,20 @@ import * as fs from 'node:fs/promises'
 import {hostname} from 'node:os'
 import {join} from 'node:path'
 
-import t from 'tap'
+import t, {type Test} from 'tap'
 
 import {buildEntry} from '../../src/schedule/crontab.js'
 import {binRun, runCli} from '../helpers/cli.js'
 import {readTree, sampleSite, tempDir, writeTree} from '../helpers/site.js'
+
+// The real cron test waits for a minute boundary (up to 130 s) on top of what the others take.
+t.setTimeout(Number(process.env.TAP_TIMEOUT || 300) * 1000 + 130_000)
+
+const CRON = '/usr/sbin/cron'
+/** Where Debian's cron writes its pid (it also holds a lock on it while it runs). */
+const CRON_PID_FILE = '/var/run/crond.pid'
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
 const userTable = `# my jobs
 MAILTO=ann@example.com
@@ -39,6 +49,58 @@ async function project() {
     table: () => readFileSync(table, 'utf8'),
     cli: (...args: string[]) => runCli(args, {cwd: dir, env}),
   }
+}
+
+/** The user's crontab as `crontab -l` prints it (undefined: none); put back when `t` ends. */
+function keepCrontab(t: Test): {saved: string | undefined; restore(): void} {
+  const listed = spawnSync('crontab', ['-l'], {encoding: 'utf8'})
+  const saved = listed.status === 0 ? listed.stdout : undefined
+  const restore = () => {
+    if (saved !== undefined) spawnSync('crontab', ['-'], {input: saved})
+    else spawnSync('crontab', ['-r'])
+  }
+  t.teardown(restore)
+  return {saved, restore}
+}
+
+/** The pid of a cron daemon already running here: its pid file names a live `cron`. */
+function runningCron(): number | undefined {
+  try {
+    const pid = Number(readFileSync(CRON_PID_FILE, 'utf8').trim())
+    if (pid > 0 && readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'cron') return pid
+  } catch {
+    // No pid file, or a stale one (cron leaves it behind when it stops).
+  }
+  return undefined
+}
+
+/** Starts cron in the foreground (`-f`) as a child, stopped by its pid when `t` ends. */
+async function startCron(t: Test): Promise<void> {
+  const child = spawn(CRON, ['-f'], {stdio: ['ignore', 'ignore', 'pipe']})
+  let stderr = ''
+  child.stderr.on('data', (d) => (stderr += d))
+  let exited = false
+  const gone = new Promise<void>((resolve) =>
+    child.once('exit', () => {
+      exited = true
+      resolve()
+    }),
+  )
+  // If this process dies before the teardown, cron goes too.
+  const onExit = () => child.kill('SIGTERM')
+  process.once('exit', onExit)
+  t.teardown(async () => {
+    process.off('exit', onExit)
+    if (exited) return
+    process.kill(child.pid!, 'SIGTERM')
+    await gone
+  })
+  const deadline = Date.now() + 10_000
+  while (!exited && Date.now() < deadline) {
+    if (runningCron() === child.pid) return
+    await sleep(50)
+  }
+  throw new Error(`${CRON} -f did not start: ${stderr.trim() || (exited ? 'it exited' : 'no pid file within 10 s')}`)
 }
 
 /** Runs the entry's command as cron does: /bin/sh -c, a bare environment, no terminal. */
@@ -203,20 +265,55 @@ t.test('the real crontab (root only): added and removed, the original table rest
     t.comment('not root or no crontab: the real crontab is not used')
     return
   }
-  const saved = spawnSync('crontab', ['-l'], {encoding: 'utf8'})
-  const hadTable = saved.status === 0
-  t.teardown(() => {
-    if (hadTable) spawnSync('crontab', ['-'], {input: saved.stdout})
-    else spawnSync('crontab', ['-r'])
-  })
+  const {saved} = keepCrontab(t)
   const p = await project()
   const env = {MIRROR_CRONTAB: ''}
   const r = await runCli(['schedule', 'add', '*/15 * * * *'], {cwd: p.dir, env})
   t.equal(r.code, 0, r.stderr)
   const installed = spawnSync('crontab', ['-l'], {encoding: 'utf8'}).stdout
-  t.ok(installed.startsWith(hadTable ? saved.stdout : ''), 'what was there is kept')
+  t.ok(installed.startsWith(saved ?? ''), 'what was there is kept')
   t.match(installed, new RegExp(`\\*/15 \\* \\* \\* \\* .* # mirror:${p.config}\\n`))
   const removed = await runCli(['schedule', 'remove'], {cwd: p.dir, env})
   t.equal(removed.code, 0)
   t.notMatch(spawnSync('crontab', ['-l'], {encoding: 'utf8'}).stdout, /# mirror:/)
+})
+
+t.test('a real cron daemon runs the installed entry: published, the report in the log', async (t) => {
+  // No skip: `npm test` installs cron as root (scripts/ensure-deps.js), so CI always runs this.
+  if (!existsSync(CRON)) {
+    t.fail(`${CRON} not found: install Debian's cron package (npm test does so as root)`)
+    return
+  }
+  const live = runningCron()
+  if (live === undefined && process.getuid?.() !== 0) {
+    t.fail('no cron daemon is running, and only root can start one: run the tests as root or start cron')
+    return
+  }
+  const crontab = keepCrontab(t)
+  const p = await project()
+  const env = {MIRROR_CRONTAB: ''}
+  const added = await runCli(['schedule', 'add', '* * * * *'], {cwd: p.dir, env})
+  t.equal(added.code, 0, added.stderr)
+  t.match(spawnSync('crontab', ['-l'], {encoding: 'utf8'}).stdout, new RegExp(`^\\* \\* \\* \\* \\* .* # mirror:${p.config}$`, 'm'))
+  // A cron already running rereads the table at its next minute; ours reads it as it starts.
+  if (live === undefined) await startCron(t)
+  else t.comment(`using the cron daemon already running (pid ${live})`)
+
+  const log = join(p.dir, '.mirror/schedule.log')
+  const readLog = () => (existsSync(log) ? readFileSync(log, 'utf8') : '')
+  // cron starts jobs on minute boundaries: the first one is at most a minute away.
+  const deadline = Date.now() + 130_000
+  while (!/ finished: /.test(readLog()) && Date.now() < deadline) await sleep(500)
+  t.match(readLog(), /^\d{4}-\d\d-\d\dT\S+ scheduled publish of .*mirror\.config\.yaml \(pid \d+\)\n/, 'cron ran the entry')
+  t.match(readLog(), /Report:\n {2}www1: ok {2}6 sent/)
+  t.match(readLog(), / finished: ok \(exit 0\) in \d+\.\d s\n/)
+  t.same(await readTree(join(p.dir, 'slaves/www1')), sampleSite, 'www1 published')
+  t.same(await readTree(join(p.dir, 'slaves/www2')), sampleSite, 'www2 published')
+
+  const removed = await runCli(['schedule', 'remove'], {cwd: p.dir, env})
+  t.equal(removed.code, 0, removed.stderr)
+  t.notMatch(spawnSync('crontab', ['-l'], {encoding: 'utf8'}).stdout, /# mirror:/)
+  crontab.restore()
+  const now = spawnSync('crontab', ['-l'], {encoding: 'utf8'})
+  t.same(now.status === 0 ? now.stdout : undefined, crontab.saved, "root's original crontab, exactly")
 })

@@ -40,9 +40,21 @@ export interface Sshd {
   hostPublicKey: string
   /** Temp directory holding all of the above; removed by stop(). */
   dir: string
+  /** The listener's pid (a new one after restart()). */
   pid: number
   /** Stops sshd (and its connection processes) by pid and removes `dir`. Safe to call twice. */
   stop(): Promise<void>
+  /**
+   * Stops sshd entirely, by pid: the listener (new connections are refused) and every
+   * connection process with its sftp-server, also one being accepted as it stops; resolves when
+   * they are gone. Keeps `dir`, so that restart() brings the same server back.
+   */
+  halt(): Promise<void>
+  /**
+   * Starts sshd again (halting it first if it runs) on the same port, with the same host key and
+   * authorized key. Rejects when it does not answer within 10 s (e.g. the port was taken).
+   */
+  restart(): Promise<void>
   /** SIGSTOP sshd and every process it forked (connections, sftp-server): a stalled server. */
   suspend(): void
   /** SIGCONT what suspend() stopped. */
@@ -132,6 +144,84 @@ function signal(pids: number[], sig: NodeJS.Signals): void {
   }
 }
 
+/** Whether `pid` is a process that has not exited (Linux /proc). */
+function alive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    // A zombie has exited; nobody may reap it when its parent, the listener, is gone.
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z'
+  } catch {
+    return false
+  }
+}
+
+/** An sshd -D process listening for connections. */
+interface Listener {
+  pid: number
+  exited: boolean
+  /** Resolves when the process has exited. */
+  gone: Promise<void>
+}
+
+/**
+ * Spawns `sshd -D` on `configFile`. Resolves once it has written its pid file (sshd does so
+ * after binding, so the port is its own, not a stray's) and answers with an SSH banner.
+ */
+async function listen(configFile: string, pidFile: string, port: number): Promise<Listener> {
+  const child: ChildProcess = spawn(SSHD, ['-D', '-e', '-f', configFile], {stdio: ['ignore', 'ignore', 'pipe']})
+  let stderr = ''
+  child.stderr?.on('data', (chunk) => (stderr += chunk.toString()))
+  const listener: Listener = {pid: child.pid ?? 0, exited: false, gone: Promise.resolve()}
+  listener.gone = new Promise((resolve) =>
+    child.once('exit', () => {
+      listener.exited = true
+      resolve()
+    }),
+  )
+  child.once('error', (error) => {
+    listener.exited = true
+    stderr += error.message
+  })
+  const ownsPidFile = () => {
+    try {
+      return Number(readFileSync(pidFile, 'utf8').trim()) === listener.pid
+    } catch {
+      return false
+    }
+  }
+  const deadline = Date.now() + 10_000
+  while (!listener.exited && Date.now() < deadline) {
+    if (ownsPidFile() && (await sshBanner(port))) return listener
+    await new Promise((r) => setTimeout(r, 50))
+  }
+  if (!listener.exited) child.kill('SIGTERM')
+  throw new Error(stderr.trim() || 'did not answer within 10 s')
+}
+
+/**
+ * Stops a listener and the connection processes it forked (and `suspended`, what suspend()
+ * stopped), by pid; resolves when they are gone.
+ */
+async function terminate(listener: Listener, suspended: number[]): Promise<void> {
+  // The whole tree is frozen first, so that nothing forks while it is collected: a process
+  // forked later would outlive its parent, out of reach (a connection the slave still serves).
+  const tree = listener.exited ? [...suspended] : [listener.pid, ...suspended.filter((pid) => pid !== listener.pid)]
+  signal(tree, 'SIGSTOP')
+  for (;;) {
+    const more = descendants(listener.pid).filter((pid) => !tree.includes(pid))
+    if (more.length === 0) break
+    signal(more, 'SIGSTOP')
+    tree.push(...more)
+  }
+  // Stopped processes act on SIGTERM once continued.
+  signal(tree, 'SIGTERM')
+  signal(tree, 'SIGCONT')
+  const deadline = Date.now() + 3000
+  while (tree.some(alive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20))
+  signal(tree.filter(alive), 'SIGKILL')
+  if (!listener.exited) await listener.gone
+}
+
 /** Kill switches of the sshds still running: if the test process dies before teardown, they go too. */
 const running = new Set<() => void>()
 process.once('exit', () => {
@@ -152,17 +242,18 @@ export async function startSshd(options: SshdOptions = {}): Promise<Sshd> {
   const userKey = generateKey(dir, 'id_ed25519')
   const authorizedKeys = join(dir, 'authorized_keys')
   writeFileSync(authorizedKeys, `${userKey.publicLine}\n`, {mode: 0o600})
+  const configFile = join(dir, 'sshd_config')
+  const pidFile = join(dir, 'sshd.pid')
 
   let lastError = ''
   // A free port can be taken by another test file between probing and binding: try a few.
   for (let attempt = 0; attempt < 5; attempt++) {
     const port = await freePort()
-    const configFile = join(dir, 'sshd_config')
     const lines = [
       'ListenAddress 127.0.0.1',
       `Port ${port}`,
       `HostKey ${hostKey.privateKey}`,
-      `PidFile ${join(dir, 'sshd.pid')}`,
+      `PidFile ${pidFile}`,
       `AuthorizedKeysFile ${authorizedKeys}`,
       'StrictModes no',
       'PubkeyAuthentication yes',
@@ -188,30 +279,13 @@ export async function startSshd(options: SshdOptions = {}): Promise<Sshd> {
     // SetEnv needs OpenSSH 8.7; an older sshd works without it, only with the dotfiles' cost.
     const check = spawnSync(SSHD, ['-t', '-f', configFile], {encoding: 'utf8'})
     if (check.status !== 0 && /SetEnv/i.test(check.stderr)) writeFileSync(configFile, lines.filter((l) => !l.startsWith('SetEnv')).join('\n'))
-    const child: ChildProcess = spawn(SSHD, ['-D', '-e', '-f', configFile], {stdio: ['ignore', 'ignore', 'pipe']})
-    let stderr = ''
-    child.stderr?.on('data', (chunk) => (stderr += chunk.toString()))
-    let exited = false
-    child.once('exit', () => (exited = true))
-    child.once('error', (error) => {
-      exited = true
-      stderr += error.message
-    })
-    const deadline = Date.now() + 10_000
-    let up = false
-    while (!exited && Date.now() < deadline) {
-      if (await sshBanner(port)) {
-        up = true
-        break
-      }
-      await new Promise((r) => setTimeout(r, 50))
-    }
-    if (!up) {
-      if (!exited) child.kill('SIGTERM')
-      lastError = stderr.trim() || 'did not answer within 10 s'
+    let listener: Listener
+    try {
+      listener = await listen(configFile, pidFile, port)
+    } catch (error) {
+      lastError = (error as Error).message
       continue
     }
-    const pid = child.pid as number
     const knownHostsFile = join(dir, 'known_hosts')
     writeFileSync(knownHostsFile, `[127.0.0.1]:${port} ${hostKey.publicLine.split(' ').slice(0, 2).join(' ')}\n`)
     const sshConfigFile = join(dir, 'ssh_config')
@@ -229,30 +303,20 @@ export async function startSshd(options: SshdOptions = {}): Promise<Sshd> {
       ].join('\n'),
     )
     let stopped: number[] = []
+    let halting: Promise<void> | undefined
     let stopping: Promise<void> | undefined
     const onExit = () => {
       signal(stopped, 'SIGCONT')
-      signal([pid, ...descendants(pid)], 'SIGKILL')
+      // A halted listener's pid may already be another process's.
+      if (!listener.exited) signal([listener.pid, ...descendants(listener.pid)], 'SIGKILL')
       rmSync(dir, {recursive: true, force: true})
     }
     running.add(onExit)
-    const stop = (): Promise<void> => {
-      running.delete(onExit)
-      stopping ??= (async () => {
-        // Stopped processes do not act on SIGTERM until continued.
-        signal(stopped, 'SIGCONT')
-        const connections = descendants(pid)
-        if (!exited) {
-          const gone = new Promise<void>((r) => child.once('exit', () => r()))
-          signal([pid], 'SIGTERM')
-          await Promise.race([gone, new Promise((r) => setTimeout(r, 3000))])
-          if (!exited) signal([pid], 'SIGKILL')
-        }
-        // Connection processes outlive the listener; they are ours (forked by our sshd).
-        signal(connections, 'SIGTERM')
-        rmSync(dir, {recursive: true, force: true})
-      })()
-      return stopping
+    const halt = (): Promise<void> => {
+      halting ??= terminate(listener, stopped).then(() => {
+        stopped = []
+      })
+      return halting
     }
     return {
       host: '127.0.0.1',
@@ -264,10 +328,22 @@ export async function startSshd(options: SshdOptions = {}): Promise<Sshd> {
       identityFile: userKey.privateKey,
       hostPublicKey: hostKey.publicLine.split(' ').slice(0, 2).join(' '),
       dir,
-      pid,
-      stop,
+      get pid() {
+        return listener.pid
+      },
+      stop() {
+        running.delete(onExit)
+        stopping ??= halt().then(() => rmSync(dir, {recursive: true, force: true}))
+        return stopping
+      },
+      halt,
+      async restart() {
+        await halt()
+        listener = await listen(configFile, pidFile, port)
+        halting = undefined
+      },
       suspend() {
-        stopped = [pid, ...descendants(pid)]
+        stopped = [listener.pid, ...descendants(listener.pid)]
         signal(stopped, 'SIGSTOP')
       },
       resume() {
