@@ -105,7 +105,7 @@ async function loadManifestFile(target: Target, config: TargetConfig, cacheDir: 
       try {
         const manifest = parseManifest(copy, target.name)
         // A copy saved before fingerprints existed: give it one, so the next noop is the quick one.
-        if (meta.fingerprint === undefined && manifest.complete) await writeMeta(base, {...meta, fingerprint: fingerprint(manifest.files), generation: manifest.generation})
+        if (meta.fingerprint === undefined && manifest.complete) await writeMeta(base, {...meta, fingerprint: manifestFingerprint(manifest), generation: manifest.generation})
         return {manifest, fromCache: true, generationHint: 0, bytes: copy}
       } catch {
         // A damaged local copy: fall through and download the slave's.
@@ -136,11 +136,15 @@ async function writeCopy(base: string, config: TargetConfig, size: number, mtime
   // The manifest first, then the meta that vouches for it: a crash between them only costs a download.
   await fs.writeFile(`${base}.manifest.json.tmp`, data)
   await fs.rename(`${base}.manifest.json.tmp`, `${base}.manifest.json`)
-  await writeMeta(base, {url: config.url, size, mtimeMs, ...(manifest.complete ? {fingerprint: fingerprint(manifest.files), generation: manifest.generation} : {})})
+  await writeMeta(base, {url: config.url, size, mtimeMs, ...(manifest.complete ? {fingerprint: manifestFingerprint(manifest), generation: manifest.generation} : {})})
 }
 
 async function writeMeta(base: string, meta: CopyMeta): Promise<void> {
   const temp = `${base}.meta.json.${process.pid}.tmp`
   await fs.writeFile(temp, JSON.stringify(meta))
   await fs.rename(temp, `${base}.meta.json`)
+}
+
+function manifestFingerprint(manifest: Manifest): string {
+  return fingerprint(manifest.files.keys(), (path) => manifest.files.get(path)!)
 }

@@ -117,20 +117,15 @@ export function parseManifest(data: Buffer, target: string): Manifest {
  * A digest of what a manifest (or a set of routed entries) holds: path, content and mode. When
  * the source's entries for a target have the fingerprint of the manifest the master last wrote
  * there, and that manifest is still the slave's, there is nothing to do: a noop that neither
- * parses the manifest nor plans. Takes a manifest's map, or paths and a lookup (routed entries
- * filtered by protect, without copying them).
+ * parses the manifest nor plans. Takes the paths and a lookup of their content: a manifest's
+ * map, or routed entries filtered by protect, without copying either.
  */
-export function fingerprint(files: ReadonlyMap<string, {hash: string; mode: number}>): string
-export function fingerprint(paths: Iterable<string>, contentOf: (path: string) => {hash: string; mode: number}): string
-export function fingerprint(files: ReadonlyMap<string, {hash: string; mode: number}> | Iterable<string>, contentOf?: (path: string) => {hash: string; mode: number}): string {
-  const map = files as ReadonlyMap<string, {hash: string; mode: number}>
-  const lookup = contentOf ?? ((path: string) => map.get(path)!)
-  const paths = contentOf ? [...(files as Iterable<string>)] : [...map.keys()]
+export function fingerprint(paths: Iterable<string>, contentOf: (path: string) => {hash: string; mode: number}): string {
   // Rows sort as their paths do (a path ends at the NUL, which sorts first), so the rows are
   // hashed in path order without building them all first.
   const digest = createHash('sha256')
-  for (const path of paths.sort()) {
-    const c = lookup(path)
+  for (const path of [...paths].sort()) {
+    const c = contentOf(path)
     digest.update(`${path}\0${c.hash}\0${c.mode}\n`)
   }
   return digest.digest('hex')

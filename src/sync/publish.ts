@@ -202,7 +202,10 @@ export async function publish(config: Config, options: PublishOptions = {}): Pro
   const reads = new SharedReads((abs) => {
     if (!readers) {
       readers = new Map()
-      for (const entries of routed.values()) for (const {source} of entries.values()) readers.set(source.abs, (readers.get(source.abs) ?? 0) + 1)
+      // Targets that take the same segments share a map: each map counts once per target holding it.
+      const holders = new Map<Map<string, RoutedEntry>, number>()
+      for (const entries of routed.values()) holders.set(entries, (holders.get(entries) ?? 0) + 1)
+      for (const [entries, count] of holders) for (const {source} of entries.values()) readers.set(source.abs, (readers.get(source.abs) ?? 0) + count)
     }
     return readers.get(abs) ?? 1
   })
