@@ -179,3 +179,20 @@ export function median(values: number[]): number | undefined {
   const mid = Math.floor(sorted.length / 2)
   return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
 }
+
+/**
+ * CPU time the whole machine has spent busy so far (all cores, all processes: the tool, its ssh
+ * processes, the slaves' sshd and helpers), in ms; undefined without /proc/stat. Around a run it
+ * says what the run cost beyond its wall time: on a small machine the tools and the slaves share
+ * the cores, so the cheaper tool is the faster one.
+ */
+export function machineBusyMs(): number | undefined {
+  try {
+    const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number)
+    // user nice system idle iowait irq softirq steal: all but idle and iowait, in 1/100 s.
+    const [user, nice, system, , , irq, softirq, steal] = fields
+    return (user + nice + system + irq + softirq + (steal ?? 0)) * 10
+  } catch {
+    return undefined
+  }
+}

@@ -8,7 +8,7 @@ import {join} from 'node:path'
 
 import {CORPORA, ensureCorpus, type Corpus, type Tree} from '../corpus.js'
 import {linkText} from '../link.js'
-import {median} from '../measure.js'
+import {machineBusyMs, median} from '../measure.js'
 import {PUBLISHERS, type Publisher, type PublishEnv, type ToolRun} from '../publishers.js'
 import {megabytes, ratio, ratioText, secondsSpread, seconds} from '../report.js'
 import {copyTree, emptySlaves, flush, removeTree, resetTree, type SlaveSet} from '../slaves.js'
@@ -36,6 +36,8 @@ export interface RunRecord {
   wireBytes?: number
   toolBytes?: number
   peakRssKb?: number
+  /** CPU time of the whole machine during the run (the tool, ssh, and the slaves' sshd and helpers), ms. */
+  cpuMs?: number
   exit: string
   ok: boolean
   error?: string
@@ -48,7 +50,7 @@ export interface ToolResult {
   label: string
   skipped?: string
   runs: RunRecord[]
-  median?: {wallMs?: number; wireBytes?: number; toolBytes?: number; peakRssKb?: number}
+  median?: {wallMs?: number; wireBytes?: number; toolBytes?: number; peakRssKb?: number; cpuMs?: number}
   correct?: string
 }
 
@@ -181,6 +183,7 @@ async function benchCorpus(ctx: BenchContext, env: PublishEnv, corpus: Corpus, s
   const measure = async (tool: Publisher, scenario: Scenario, run: number): Promise<RunRecord> => {
     const source = scenario === 'mutate' ? corpus.mutated! : corpus.base
     const before = await ctx.wire.read()
+    const busyBefore = machineBusyMs()
     let r: ToolRun
     if (ctx.options.profile && tool.id === 'mirror') env.profileDir = join(ctx.options.outDir, 'profiles', `${corpus.spec.name}-${scenario}`)
     try {
@@ -188,6 +191,7 @@ async function benchCorpus(ctx: BenchContext, env: PublishEnv, corpus: Corpus, s
     } catch (error) {
       r = {wallMs: NaN, ok: false, exit: 'error', error: String(error)}
     }
+    const busyAfter = machineBusyMs()
     const after = await ctx.wire.read()
     const verifyStarted = Date.now()
     const verdicts = await verify(scenario)
@@ -198,6 +202,7 @@ async function benchCorpus(ctx: BenchContext, env: PublishEnv, corpus: Corpus, s
       wireBytes: before !== undefined && after !== undefined ? after - before : undefined,
       toolBytes: r.toolBytes,
       peakRssKb: r.peakRssKb,
+      cpuMs: busyBefore !== undefined && busyAfter !== undefined ? busyAfter - busyBefore : undefined,
       exit: r.exit,
       ok: r.ok,
       error: r.error,
@@ -238,15 +243,15 @@ async function benchCorpus(ctx: BenchContext, env: PublishEnv, corpus: Corpus, s
         const record = await measure(tool, scenario, run)
         entry.runs.push(record)
         const bad = record.verdicts.filter((v) => !v.ok).length
-        ctx.log(`${corpus.spec.name} ${scenario} run ${run}/${runs} ${tool.id}: ${seconds(record.wallMs)} s, wire ${megabytes(record.wireBytes)} MB, ${exitLabel(record.exit)}, ${bad === 0 ? 'verified' : verdictText(record.verdicts)}${record.error ? ` (${record.error})` : ''} [untimed: reset ${seconds(resetMs)} s, verify ${seconds(verifyMs)} s]`)
+        ctx.log(`${corpus.spec.name} ${scenario} run ${run}/${runs} ${tool.id}: ${seconds(record.wallMs)} s, CPU ${seconds(record.cpuMs)} s, wire ${megabytes(record.wireBytes)} MB, ${exitLabel(record.exit)}, ${bad === 0 ? 'verified' : verdictText(record.verdicts)}${record.error ? ` (${record.error})` : ''} [untimed: reset ${seconds(resetMs)} s, verify ${seconds(verifyMs)} s]`)
         if (tool.id === 'mirror' && scenario === 'init' && snapshot === 'none' && record.ok && bad === 0) await takeSnapshot()
       }
     }
     const toolResults = [...byTool.values()]
     for (const t of toolResults) {
       if (t.runs.length === 0) continue
-      const pick = (k: 'wallMs' | 'wireBytes' | 'toolBytes' | 'peakRssKb') => median(t.runs.map((r) => r[k]).filter((v): v is number => v !== undefined))
-      t.median = {wallMs: pick('wallMs'), wireBytes: pick('wireBytes'), toolBytes: pick('toolBytes'), peakRssKb: pick('peakRssKb')}
+      const pick = (k: 'wallMs' | 'wireBytes' | 'toolBytes' | 'peakRssKb' | 'cpuMs') => median(t.runs.map((r) => r[k]).filter((v): v is number => v !== undefined))
+      t.median = {wallMs: pick('wallMs'), wireBytes: pick('wireBytes'), toolBytes: pick('toolBytes'), peakRssKb: pick('peakRssKb'), cpuMs: pick('cpuMs')}
       const wrongRuns = t.runs.filter((r) => r.verdicts.some((v) => !v.ok))
       const failedRuns = t.runs.filter((r) => !r.ok)
       t.correct = wrongRuns.length === 0 ? verdictText(t.runs.at(-1)!.verdicts) : `${verdictText(wrongRuns[0].verdicts)} (${wrongRuns.length}/${t.runs.length} runs)`
@@ -285,6 +290,7 @@ function sectionsFor(ctx: BenchContext, data: CorpusResult): Section[] {
         t.tool,
         String(t.runs.length),
         secondsSpread(t.median?.wallMs, t.runs.map((r) => r.wallMs)),
+        seconds(t.median?.cpuMs),
         megabytes(t.median?.wireBytes),
         megabytes(t.median?.toolBytes),
         t.median?.peakRssKb ? (t.median.peakRssKb / 1024).toFixed(0) : '–',
@@ -306,7 +312,7 @@ function sectionsFor(ctx: BenchContext, data: CorpusResult): Section[] {
     {
       title: `publish, ${data.corpus} corpus`,
       intro,
-      headers: ['scenario', 'tool', 'runs', 'wall s', wireHeader, 'tool-counted MB', 'peak RSS MB', 'correct'],
+      headers: ['scenario', 'tool', 'runs', 'wall s', 'machine CPU s', wireHeader, 'tool-counted MB', 'peak RSS MB', 'correct'],
       rows,
       notes,
     },

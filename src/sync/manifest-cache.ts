@@ -9,7 +9,7 @@ import {join} from 'node:path'
 import type {TargetConfig} from '../config/schema.js'
 import {MirrorError} from '../errors.js'
 import type {Target} from '../targets/target.js'
-import {applyJournal, fingerprint, JOURNAL, parseManifest, type Manifest} from './manifest.js'
+import {applyJournal, fingerprint, JOURNAL, parseManifest, type Manifest, type ParsedFiles} from './manifest.js'
 
 export interface LoadedManifest {
   /** null on a first publish, or when the slave's manifest is damaged (then `corrupt` is set). */
@@ -84,17 +84,18 @@ function readMeta(base: string): Promise<CopyMeta | undefined> {
     .catch(() => undefined)
 }
 
-export async function loadManifest(target: Target, config: TargetConfig, cacheDir: string): Promise<LoadedManifest> {
-  const loaded = await loadManifestFile(target, config, cacheDir)
+export async function loadManifest(target: Target, config: TargetConfig, cacheDir: string, parsedFiles?: ParsedFiles): Promise<LoadedManifest> {
+  const loaded = await loadManifestFile(target, config, cacheDir, parsedFiles)
   // An interrupted publish: what landed after its manifest was written is in the journal.
   if (loaded.manifest && !loaded.manifest.complete) {
     const journal = await target.readState(JOURNAL).catch(() => null)
-    if (journal) applyJournal(loaded.manifest, journal)
+    // The files may be shared with other targets (parsedFiles): this one's own copy takes the journal.
+    if (journal) applyJournal((loaded.manifest = {...loaded.manifest, files: new Map(loaded.manifest.files)}), journal)
   }
   return loaded
 }
 
-async function loadManifestFile(target: Target, config: TargetConfig, cacheDir: string): Promise<LoadedManifest> {
+async function loadManifestFile(target: Target, config: TargetConfig, cacheDir: string, parsedFiles?: ParsedFiles): Promise<LoadedManifest> {
   const remote = await target.statState('manifest.json')
   const base = join(cacheDir, copyName(config))
   if (!remote) return {manifest: null, fromCache: false, generationHint: 0}
@@ -103,7 +104,7 @@ async function loadManifestFile(target: Target, config: TargetConfig, cacheDir: 
     const copy = await fs.readFile(`${base}.manifest.json`).catch(() => undefined)
     if (copy) {
       try {
-        const manifest = parseManifest(copy, target.name)
+        const manifest = parseManifest(copy, target.name, parsedFiles)
         // A copy saved before fingerprints existed: give it one, so the next noop is the quick one.
         if (meta.fingerprint === undefined && manifest.complete) await writeMeta(base, {...meta, fingerprint: manifestFingerprint(manifest), generation: manifest.generation})
         return {manifest, fromCache: true, generationHint: 0, bytes: copy}
@@ -115,7 +116,7 @@ async function loadManifestFile(target: Target, config: TargetConfig, cacheDir: 
   const data = await target.readState('manifest.json')
   if (!data) return {manifest: null, fromCache: false, generationHint: 0}
   try {
-    const manifest = parseManifest(data, target.name)
+    const manifest = parseManifest(data, target.name, parsedFiles)
     await writeCopy(base, config, remote.size, remote.mtimeMs, data, manifest)
     return {manifest, fromCache: false, generationHint: manifest.generation, bytes: data}
   } catch (error) {

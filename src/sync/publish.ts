@@ -16,7 +16,7 @@ import {isTempName} from '../targets/paths.js'
 import type {LockOwner, Target} from '../targets/target.js'
 import type {PublishEvent} from './events.js'
 import {emptyReport, executePlan, type TargetReport} from './executor.js'
-import {emptyManifest, fingerprint, type Manifest} from './manifest.js'
+import {emptyManifest, fingerprint, type Manifest, type ParsedFiles} from './manifest.js'
 import {heldSource, loadManifest, recordHeldSource, saveManifestCopy, upToDateGeneration} from './manifest-cache.js'
 import {countActions, type RoutedEntry, type TargetPlan} from './plan.js'
 import {needsHash, pathsToProbe, planTarget, type SlaveFile} from './planner.js'
@@ -209,6 +209,8 @@ export async function publish(config: Config, options: PublishOptions = {}): Pro
     }
     return readers.get(abs) ?? 1
   })
+  // Targets whose manifests hold the same files share one parsed map (read-only from here on).
+  const parsedFiles: ParsedFiles = new Map()
   const backupId = new Date().toISOString().replace(/[:.]/g, '-')
   const outcomes = await Promise.all(
     selected.map((targetConfig) =>
@@ -246,7 +248,7 @@ export async function publish(config: Config, options: PublishOptions = {}): Pro
             await takeLock(target, options.breakLock)
             locked = true
           }
-          const loaded = await loadManifest(target, targetConfig, cacheDir)
+          const loaded = await loadManifest(target, targetConfig, cacheDir, parsedFiles)
           if (loaded.corrupt) outcome.warnings = [withContext(loaded.corrupt, target.name).toJSON()]
           const base = loaded.manifest
           // No trusted manifest (first publish, a damaged one, an interrupted publish): look at everything.

@@ -41,6 +41,24 @@ t.test('a hand-edited manifest is detected by its checksum'
   t.throws(() => parseManifest(Buffer.from(text), 'www'), {code: 'MANIFEST_CORRUPT', target: 'www'})
 })
 
+t.test('targets whose manifests hold the same files share one parsed map; their own heads stay theirs', async (t) => {
+  const parsedFiles = new Map()
+  const first = parseManifest(serializeManifest(sample()), 'www', parsedFiles)
+  const other = sample()
+  other.target = 'cache2'
+  other.generation = 12
+  other.complete = false
+  const second = parseManifest(serializeManifest(other), 'cache2', parsedFiles)
+  t.equal(second.files, first.files, 'one map for both')
+  t.match(second, {target: 'cache2', generation: 12, complete: false})
+  const changed = sample()
+  changed.files.delete('index.html')
+  t.not(parseManifest(serializeManifest(changed), 'www', parsedFiles).files, first.files, 'other files, another map')
+  // A head that vouches for other files than those it carries is still refused.
+  const forged = serializeManifest(sample()).toString().replace(/"checksum":"[0-9a-f]+"/, `"checksum":"${'0'.repeat(64)}"`)
+  t.throws(() => parseManifest(Buffer.from(forged), 'www', parsedFiles), {code: 'MANIFEST_CORRUPT'})
+})
+
 t.test('a truncated or foreign manifest is refused, not trusted', async (t) => {
   const data = serializeManifest(sample())
   t.throws(() => parseManifest(data.subarray(0, data.length / 2), 'www'), {code: 'MANIFEST_CORRUPT'})

@@ -1,0 +1,78 @@
+// Runs delta-files.ts requests on one worker thread, started on first use and shared by the whole
+// process: a delta or signature of a large file is seconds of JavaScript over its bytes, and on
+// the publishing thread it would stall every target's SSH traffic meanwhile. Where no worker can
+// run (the TypeScript sources under the test runner, a worker that died), the same code runs here.
+
+import {Worker} from 'node:worker_threads'
+
+import {deltaForFile, writeSignatureFor, type DeltaRequest} from './delta-files.js'
+import type {Delta} from './delta.js'
+
+type Answer = {id: number; result?: unknown; error?: {message: string; code?: string}}
+
+/** The worker went away with requests in flight: they run again here. */
+class WorkerGone extends Error {}
+
+let worker: Worker | undefined
+let broken = !import.meta.url.endsWith('.js')
+let nextId = 0
+const waiting = new Map<number, {resolve: (value: unknown) => void; reject: (error: Error) => void}>()
+
+function inline(request: DeltaRequest): Promise<unknown> {
+  return request.op === 'delta' ? deltaForFile(request.signatureFile, request.file, request.newSignatureFile) : writeSignatureFor(request.file, request.signatureFile)
+}
+
+function start(): Worker | undefined {
+  if (worker || broken) return worker
+  try {
+    worker = new Worker(new URL('./delta-worker.js', import.meta.url))
+  } catch {
+    broken = true
+    return undefined
+  }
+  worker.unref()
+  worker.on('message', ({id, result, error}: Answer) => {
+    const pending = waiting.get(id)
+    if (!pending) return
+    waiting.delete(id)
+    // Only awaited answers keep the process alive.
+    if (waiting.size === 0) worker?.unref()
+    if (error === undefined) pending.resolve(result)
+    // The file's own error (ENOENT, EACCES) keeps its code: the executor reports it per file.
+    else pending.reject(Object.assign(new Error(error.message), error.code ? {code: error.code} : {}))
+  })
+  const fail = () => {
+    broken = true
+    worker = undefined
+    for (const pending of waiting.values()) pending.reject(new WorkerGone())
+    waiting.clear()
+  }
+  worker.on('error', fail)
+  worker.on('exit', fail)
+  return worker
+}
+
+function run(request: DeltaRequest): Promise<unknown> {
+  const thread = start()
+  if (!thread) return inline(request)
+  const id = nextId++
+  const answered = new Promise((resolve, reject) => {
+    waiting.set(id, {resolve, reject})
+    thread.ref()
+    thread.postMessage({...request, id})
+  })
+  return answered.catch((error: unknown) => {
+    if (error instanceof WorkerGone) return inline(request)
+    throw error
+  })
+}
+
+/** See deltaForFile; computed on the worker thread. */
+export function deltaAside(signatureFile: string, file: string, newSignatureFile: string): Promise<Delta | undefined> {
+  return run({op: 'delta', signatureFile, file, newSignatureFile}) as Promise<Delta | undefined>
+}
+
+/** See writeSignatureFor; computed on the worker thread. */
+export function signatureAside(file: string, signatureFile: string): Promise<void> {
+  return run({op: 'signature', file, signatureFile}) as Promise<void>
+}

@@ -1,0 +1,52 @@
+// Deltas and signatures of files on the master's disk, for the signature store: read the file,
+// compute, write the signature under a temporary name and rename it. Runs in the delta worker
+// (delta-worker.ts) or, where no worker can run, on the calling thread.
+
+import {randomBytes} from 'node:crypto'
+import * as fs from 'node:fs/promises'
+import {dirname} from 'node:path'
+
+import {computeDelta, computeSignature, parseSignature, serializeSignature, type Delta} from './delta.js'
+
+export type DeltaRequest =
+  | {op: 'delta'; signatureFile: string; file: string; newSignatureFile: string}
+  | {op: 'signature'; file: string; signatureFile: string}
+
+/**
+ * The delta of `file` against the signature in `signatureFile`, or undefined when that
+ * signature is missing or damaged (the file is then sent whole). The new version's signature is
+ * written to `newSignatureFile` from the same read, when it is not there yet.
+ */
+export async function deltaForFile(signatureFile: string, file: string, newSignatureFile: string): Promise<Delta | undefined> {
+  let signature
+  try {
+    signature = parseSignature(await fs.readFile(signatureFile))
+  } catch {
+    return undefined
+  }
+  const data = await fs.readFile(file)
+  const delta = computeDelta(signature, data)
+  await writeSignature(newSignatureFile, data).catch(() => {})
+  return delta
+}
+
+/** Records the signature of `file` in `signatureFile` unless one is already there. */
+export async function writeSignatureFor(file: string, signatureFile: string): Promise<void> {
+  if (await exists(signatureFile)) return
+  await writeSignature(signatureFile, await fs.readFile(file))
+}
+
+async function writeSignature(signatureFile: string, data: Uint8Array): Promise<void> {
+  if (await exists(signatureFile)) return
+  await fs.mkdir(dirname(signatureFile), {recursive: true})
+  // Unique per writer: another mirror process (or thread) may be recording the same version.
+  const temp = `${signatureFile}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`
+  try {
+    await fs.writeFile(temp, serializeSignature(computeSignature(data)))
+    await fs.rename(temp, signatureFile)
+  } finally {
+    await fs.rm(temp, {force: true})
+  }
+}
+
+const exists = (file: string) => fs.stat(file).then(() => true, () => false)
