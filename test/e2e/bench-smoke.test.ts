@@ -40,7 +40,7 @@ t.test('the benchmark runs on the tiny corpus and reports ratios and a verdict p
   const r = await runBench(['--tiny', '--no-build', '--no-install', '--module', 'publish', '--scenario', 'init,mutate', '--tool', 'mirror,rsync-par', '--sanity', '--out', out, '--cache', join(dir, 'cache'), '--workdir', join(dir, 'work')])
   t.equal(r.code, 0, r.stderr.slice(-3000))
 
-  t.match(r.stdout, /\| scenario \| tool \| runs \| wall s \| wire MB[^|]* \| tool-counted MB \| peak RSS MB \| correct \|/, 'the results table')
+  t.match(r.stdout, /\| scenario \| tool \| runs \| wall s \| machine CPU s \| wire MB[^|]* \| tool-counted MB \| peak RSS MB \| correct \|/, 'the results table')
   t.match(r.stdout, /\| scenario \| wall ratio \| goal \| bytes ratio \| goal \| mirror correct \|/, 'the ratio table')
   t.match(r.stdout, /\| init \| mirror \| 1 \| \d+\.\d+ \|/, 'a timed mirror row')
   t.match(r.stdout, /\| mutate \| rsync-par \| 1 \| \d+\.\d+ \|.*\| ok \|/, 'rsync verified')

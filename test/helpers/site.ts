@@ -1,12 +1,22 @@
 // Builds small source trees and slave roots in temporary directories for tests.
 
-import {mkdtempSync} from 'node:fs'
+import {mkdtempSync, rmSync} from 'node:fs'
 import * as fs from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {dirname, join} from 'node:path'
 
+const made: string[] = []
+// Removed when the test file's process ends, passed or failed: a suite run used to leave
+// hundreds of them behind.
+process.once('exit', () => {
+  for (const dir of made) rmSync(dir, {recursive: true, force: true})
+})
+
+/** A fresh temporary directory, removed when the test process exits. */
 export function tempDir(prefix = 'mirror-test-'): string {
-  return mkdtempSync(join(tmpdir(), prefix))
+  const dir = mkdtempSync(join(tmpdir(), prefix))
+  made.push(dir)
+  return dir
 }
 
 /** Writes files (path -> content) under root, creating directories. */
