@@ -2,7 +2,8 @@
 // file added, changed or removed. It starts with `ignoreInitial`, so it reports only changes and
 // the first publish does not wait for it to finish crawling.
 
-import {relative, sep} from 'node:path'
+import {readdir} from 'node:fs/promises'
+import {join, relative, sep} from 'node:path'
 
 import {watch, type FSWatcher} from 'chokidar'
 
@@ -42,6 +43,21 @@ export function watchSource(source: string, options: SourceWatcherOptions): Sour
     const rel = toRelative(path)
     if (rel !== '' && !rel.startsWith('..')) options.onPath(rel)
   }
+  // A directory that appears with files already in it (a checkout, `cp -r`, `tar -x`): a file
+  // written between chokidar's read of the new directory and its watch on it can go unreported
+  // (seen once in 300 files of a burst), so the directory is read here too. A path reported
+  // twice is one change to the batcher.
+  const readNewDir = async (dir: string): Promise<void> => {
+    const entries = await readdir(dir, {withFileTypes: true}).catch(() => [])
+    for (const entry of entries) {
+      const path = join(dir, entry.name)
+      const rel = toRelative(path)
+      if (options.ignored(rel, entry.isDirectory())) continue
+      if (entry.isDirectory()) await readNewDir(path)
+      else report(path)
+    }
+  }
+  watcher.on('addDir', (dir) => void readNewDir(dir))
   watcher.on('add', report)
   watcher.on('change', report)
   watcher.on('unlink', report)
