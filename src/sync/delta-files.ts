@@ -26,7 +26,7 @@ export async function deltaForFile(signatureFile: string, file: string, newSigna
   }
   const data = await fs.readFile(file)
   const delta = computeDelta(signature, data)
-  await writeSignature(newSignatureFile, data).catch(() => {})
+  if (!(await exists(newSignatureFile))) await writeSignature(newSignatureFile, data).catch(() => {})
   return delta
 }
 
@@ -37,7 +37,6 @@ export async function writeSignatureFor(file: string, signatureFile: string): Pr
 }
 
 async function writeSignature(signatureFile: string, data: Uint8Array): Promise<void> {
-  if (await exists(signatureFile)) return
   await fs.mkdir(dirname(signatureFile), {recursive: true})
   // Unique per writer: another mirror process (or thread) may be recording the same version.
   const temp = `${signatureFile}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`

@@ -2,7 +2,6 @@
 // before the pages that reference them, deletes only after every upload landed, the manifest
 // written as files land so that an interrupted publish resumes where it stopped.
 
-
 import pLimit from 'p-limit'
 
 import {MirrorError, withContext} from '../errors.js'
