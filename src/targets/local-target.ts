@@ -46,7 +46,7 @@ export class LocalTarget implements Target {
     this.url = config.url
     this.root = config.location.root
     this.stateDir = config.state ?? defaultLocalStateDir(this.root)
-    this.capabilities = {copyData: false, exec: false, maxTransfers: config.transfers}
+    this.capabilities = {copyData: false, maxTransfers: config.transfers}
   }
 
   async connect(): Promise<void> {

@@ -18,8 +18,6 @@ export interface RemoteStat {
 export interface TargetCapabilities {
   /** Server-side copy of byte ranges between files (OpenSSH `copy-data`): enables delta transfer. */
   copyData: boolean
-  /** Remote commands may be run (faster paths such as remote hashing). */
-  exec: boolean
   /** How many transfers the target handles well at once. */
   maxTransfers: number
 }

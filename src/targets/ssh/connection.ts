@@ -109,12 +109,14 @@ const FAST_CIPHERS = ['aes128-gcm@openssh.com', 'aes128-ctr'] as const
 
 export class SshConnection {
   readonly params: SshParams
-  /** True when remote commands run (probed with a harmless printf). */
-  exec = false
   extensions: SftpExtensions = {copyData: false, posixRename: false, fsync: false, statvfs: false}
-  /** The SSH user's home directory on the slave (SFTP's starting directory). */
-  home = ''
+  /** The open SFTP channels: one after `open`, more once `widen` has been called. */
   channels: SftpChannel[] = []
+  /** The SFTP channels this connection may use (each is its own sftp-server process on the slave). */
+  readonly wantedChannels: number
+  private execProbe: Promise<boolean> | undefined
+  private homeDir: Promise<string> | undefined
+  private widening = false
   /** Set once the connection is gone; every later call fails with it. */
   lost: MirrorError | undefined
   private readonly client: ClientType
@@ -129,6 +131,7 @@ export class SshConnection {
     this.options = options
     this.params = params
     this.client = new Client()
+    this.wantedChannels = Math.max(1, options.channels ?? 1)
   }
 
   get target(): string {
@@ -141,7 +144,9 @@ export class SshConnection {
   }
 
   /**
-   * Connects, verifies the host key, authenticates, opens the SFTP channel(s) and probes exec.
+   * Connects, verifies the host key, authenticates and opens one SFTP channel. The other
+   * channels and the exec probe wait for `widen` and `canExec`: a clean noop needs neither, and
+   * each costs the slave a process.
    * Throws MirrorError UNREACHABLE, TIMEOUT, AUTH_FAILED, HOST_KEY_UNKNOWN or HOST_KEY_CHANGED.
    */
   static async open(options: ConnectionOptions): Promise<SshConnection> {
@@ -251,17 +256,9 @@ export class SshConnection {
     })
   }
 
-  /** Opens the SFTP channel(s), probes exec, finds the home directory. */
+  /** Opens the first SFTP channel and reads the server's extensions from it. */
   private async setUp(): Promise<void> {
-    // All at once: each channel costs the slave a process start (and a login shell). The first
-    // SFTP channel is requested first, so with a low MaxSessions it is the probe that loses.
-    const wanted = Math.max(1, this.options.channels ?? 1)
-    const opening = Array.from({length: wanted}, () => this.openSftp().catch((error: Error) => error))
-    const probe = this.probeExec()
-    const [exec, ...opened] = await Promise.all([probe, ...opening])
-    this.exec = exec
-    const first: SftpChannel | Error =
-      opened.find((c): c is SftpChannel => c instanceof SftpChannel) ?? (await this.openSftp().catch((error: Error) => error))
+    const first = await this.openSftp().catch((error: Error) => error)
     if (first instanceof Error) {
       throw new MirrorError('UNREACHABLE', `${this.where} accepted the login but refused SFTP: ${first.message}`, {
         target: this.target,
@@ -270,9 +267,7 @@ export class SshConnection {
         cause: first,
       })
     }
-    // Channels past sshd's MaxSessions are refused: one is enough to work, more is faster.
-    this.channels = opened.filter((c): c is SftpChannel => c instanceof SftpChannel)
-    if (this.channels.length === 0) this.channels = [first]
+    this.channels = [first]
     const ext = first.extensions
     this.extensions = {
       copyData: ext['copy-data'] === '1',
@@ -280,7 +275,42 @@ export class SshConnection {
       fsync: ext['fsync@openssh.com'] === '1',
       statvfs: ext['statvfs@openssh.com'] === '2' || ext['statvfs@openssh.com'] === '1',
     }
-    this.home = await first.realpath('.')
+  }
+
+  /**
+   * Opens the other SFTP channels in the background, once; requests spread over them as they
+   * come up. Channels past sshd's MaxSessions are refused: one is enough to work, more is faster.
+   */
+  widen(): void {
+    if (this.widening || this.lost) return
+    this.widening = true
+    for (let i = 1; i < this.wantedChannels; i++) {
+      this.openSftp().then(
+        (channel) => {
+          if (!this.lost) this.channels.push(channel)
+        },
+        () => {},
+      )
+    }
+  }
+
+  /** The SSH user's home directory on the slave (SFTP's starting directory); asked once. */
+  home(): Promise<string> {
+    this.homeDir ??= this.channels[0].realpath('.')
+    return this.homeDir
+  }
+
+  /**
+   * True when remote commands run on the slave; probed once, on first need (a harmless printf).
+   * Exec is used only if a command really runs: servers with `ForceCommand internal-sftp` accept
+   * exec requests but run sftp-server, so the probe checks the output, not just the exit code.
+   */
+  canExec(): Promise<boolean> {
+    this.execProbe ??= this.runRaw(`printf ${EXEC_PROBE_OUTPUT}`, undefined, Math.min(EXEC_PROBE_MS, this.options.timeoutMs)).then(
+      (result) => result.code === 0 && result.stdout.toString() === EXEC_PROBE_OUTPUT,
+      () => false,
+    )
+    return this.execProbe
   }
 
   private openSftp(): Promise<SftpChannel> {
@@ -291,19 +321,6 @@ export class SshConnection {
         reject(error)
       }
     })
-  }
-
-  /**
-   * Exec is used only if a command really runs: servers with `ForceCommand internal-sftp` accept
-   * exec requests but run sftp-server, so the probe checks the output, not just the exit code.
-   */
-  private async probeExec(): Promise<boolean> {
-    try {
-      const result = await this.runRaw(`printf ${EXEC_PROBE_OUTPUT}`, undefined, Math.min(EXEC_PROBE_MS, this.options.timeoutMs))
-      return result.code === 0 && result.stdout.toString() === EXEC_PROBE_OUTPUT
-    } catch {
-      return false
-    }
   }
 
   /**

@@ -85,7 +85,12 @@ export class SftpTarget implements Target {
   }
 
   get capabilities(): TargetCapabilities {
-    return {copyData: this.conn?.extensions.copyData ?? false, exec: this.conn?.exec ?? false, maxTransfers: this.config.transfers}
+    return {copyData: this.conn?.extensions.copyData ?? false, maxTransfers: this.config.transfers}
+  }
+
+  /** True when commands run on the slave (probed once, on first need): faster paths use them. */
+  canExec(): Promise<boolean> {
+    return this.connection.canExec()
   }
 
   /** Absolute path of the root on the slave (known after connect). */
@@ -119,14 +124,22 @@ export class SftpTarget implements Target {
       channels: Math.min(MAX_CHANNELS, Math.ceil(this.config.transfers / TRANSFERS_PER_CHANNEL)),
     })
     try {
-      const fromHome = (p: string) => (p.startsWith('/') ? posix.normalize(p) : posix.join(conn.home, p))
-      this.rootAbs = fromHome(this.location.root).replace(/\/+$/, '')
-      this.stateAbs = fromHome(this.config.state ?? defaultSftpStateDir(this.name, this.rootAbs)).replace(/\/+$/, '')
-      // The root itself may be a symlink (/var/www -> /srv/www): that is the admin's choice.
-      const stat = await conn.channel().stat(this.rootAbs).catch((error) => {
-        if (sftpStatus(error) === SFTP_STATUS.NO_SUCH_FILE) return null
-        throw error
-      })
+      // The home directory (one round trip) only when a path is relative to it.
+      const fromHome = async (p: string) => (p.startsWith('/') ? posix.normalize(p) : posix.join(await conn.home(), p))
+      this.rootAbs = (await fromHome(this.location.root)).replace(/\/+$/, '')
+      // The root's check and the state's home lookup go out together.
+      const [stat, stateAbs] = await Promise.all([
+        // The root itself may be a symlink (/var/www -> /srv/www): that is the admin's choice.
+        conn
+          .channel()
+          .stat(this.rootAbs)
+          .catch((error) => {
+            if (sftpStatus(error) === SFTP_STATUS.NO_SUCH_FILE) return null
+            throw error
+          }),
+        fromHome(this.config.state ?? defaultSftpStateDir(this.name, this.rootAbs)),
+      ])
+      this.stateAbs = stateAbs.replace(/\/+$/, '')
       if (!stat || (stat.mode & S_IFMT) !== S_IFDIR) {
         throw new MirrorError('ROOT_MISSING', `root ${this.rootAbs} on ${conn.where} ${stat ? 'is not a directory' : 'does not exist'}`, {
           target: this.name,
@@ -160,12 +173,23 @@ export class SftpTarget implements Target {
     return `${this.rootAbs}/${path}`
   }
 
+  /**
+   * The connection, for work beyond the quick noop's look at the manifest: the other SFTP
+   * channels start opening and exec is probed, in the background.
+   */
+  private get working(): SshConnection {
+    const conn = this.connection
+    conn.widen()
+    void conn.canExec()
+    return conn
+  }
+
   private requestLimit(): ReturnType<typeof pLimit> {
-    return pLimit(REQUESTS_PER_CHANNEL * this.connection.channels.length)
+    return pLimit(REQUESTS_PER_CHANNEL * this.connection.wantedChannels)
   }
 
   async stat(paths: readonly string[]): Promise<Map<string, RemoteStat | null>> {
-    const conn = this.connection
+    const conn = paths.length > REQUESTS_PER_CHANNEL ? this.working : this.connection
     const limit = this.requestLimit()
     const result = new Map<string, RemoteStat | null>()
     await Promise.all(
@@ -186,7 +210,7 @@ export class SftpTarget implements Target {
   }
 
   async list(skip?: (dir: string) => boolean): Promise<Map<string, RemoteStat>> {
-    const conn = this.connection
+    const conn = this.working
     const limit = this.requestLimit()
     const out = new Map<string, RemoteStat>()
     const walk = async (dir: string): Promise<void> => {
@@ -222,7 +246,7 @@ export class SftpTarget implements Target {
     if ((stat.mode & S_IFMT) !== S_IFREG) {
       throw new MirrorError('TRANSFER_FAILED', 'cannot hash: not a regular file', {target: this.name, path})
     }
-    if (conn.exec && this.remoteHash && stat.size >= REMOTE_HASH_MIN_BYTES) {
+    if (this.remoteHash && stat.size >= REMOTE_HASH_MIN_BYTES && (await conn.canExec())) {
       const remote = await this.remoteSha256(path, stat.size)
       if (remote) return remote
     }
@@ -259,7 +283,7 @@ export class SftpTarget implements Target {
     await this.ensureParents(path).catch((error) => {
       throw this.fail(error, path)
     })
-    const channel = this.connection.channel()
+    const channel = this.working.channel()
     const final = this.abs(path)
     const temp = this.abs(tempNameFor(path))
     // Started now, awaited before the rename: it costs no extra round trip.
@@ -324,8 +348,8 @@ export class SftpTarget implements Target {
    * request instead of six; the bytes are the same.
    */
   async putMany(files: readonly BulkFile[], onFile: (path: string, error?: unknown) => void, signal?: AbortSignal): Promise<void> {
-    const conn = this.connection
-    if (!conn.exec || !this.bulk || this.config.bulk === false || files.length === 0) return
+    const conn = this.working
+    if (!this.bulk || this.config.bulk === false || files.length === 0 || !(await conn.canExec())) return
     const channel = conn.channel()
     const stage = tempDirName()
     const stageAbs = this.abs(stage)
@@ -730,6 +754,8 @@ export class SftpTarget implements Target {
   }
 
   async lock(owner: LockOwner, breakLock = false): Promise<void> {
+    // A publish with work to do: the other channels and the exec probe get ready meanwhile.
+    void this.working
     const token = `${owner.host}:${owner.pid}:${randomBytes(6).toString('hex')}`
     const body = Buffer.from(JSON.stringify({...owner, token}))
     if (breakLock) {

@@ -8,7 +8,7 @@ import type {LockOwner, RemoteStat, Target} from '../../../src/targets/target.js
 
 export class FakeTarget implements Target {
   readonly url: string
-  readonly capabilities = {copyData: false, exec: false, maxTransfers: 4}
+  readonly capabilities = {copyData: false, maxTransfers: 4}
   connects = 0
   closes = 0
 
