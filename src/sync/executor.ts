@@ -219,6 +219,14 @@ export async function executePlan(target: Target, plan: TargetPlan, options: Exe
     await Promise.all(batch.filter((a) => !reported.has(a.path)).map(sendOne))
   }
 
+  // A large file's delta is the longest single piece of a small publish: all of them start now,
+  // largest first, on the delta thread, while the small files go out.
+  if (options.signatures) {
+    const signatures = options.signatures
+    const deltas = transfers.filter((a) => deltaPossible(target, a, signatures)).sort((a, b) => b.source!.size - a.source!.size)
+    for (const a of deltas) signatures.deltaFor(a.baseHash!, a.source!.hash, a.source!.abs).catch(() => {})
+  }
+
   // Assets first, pages last: a page never lands before what it references.
   for (const group of [transfers.filter((a) => !isPage(a.path)), transfers.filter((a) => isPage(a.path))]) {
     if (halted()) break
@@ -322,15 +330,13 @@ const DELTA_MAX_SIZE = 512 << 20
 async function send(target: Target, action: Action, signatures: SignatureStore | undefined): Promise<{bytes: number; delta: boolean}> {
   const source = action.source!
   const options = {mode: source.mode, mtimeMs: source.mtimeMs}
-  const large = signatures && source.size >= DELTA_MIN_SIZE && source.size <= DELTA_MAX_SIZE
-  if (!large) {
+  if (!signatures || !large(source.size)) {
     await target.put(source.abs, action.path, options)
     return {bytes: source.size, delta: false}
   }
-  const deltaPossible = action.kind === 'update' && action.baseHash && !action.backup && target.patch && target.capabilities.copyData
   let result = {bytes: source.size, delta: false}
   // Computed once for all targets, off this thread; undefined when the old version's signature is unknown.
-  const delta = deltaPossible ? await signatures.deltaFor(action.baseHash!, source.hash, source.abs) : undefined
+  const delta = deltaPossible(target, action, signatures) ? await signatures.deltaFor(action.baseHash!, source.hash, source.abs) : undefined
   // A delta that saves less than a fifth is not worth the extra requests.
   if (delta && delta.literalBytes < source.size * 0.8) {
     await target.patch!(source.abs, action.path, delta.ops, options)
@@ -343,15 +349,26 @@ async function send(target: Target, action: Action, signatures: SignatureStore |
   return result
 }
 
+/** Files that get block signatures, and may go as a delta. */
+const large = (size: number) => size >= DELTA_MIN_SIZE && size <= DELTA_MAX_SIZE
+
+/** The action may go as a delta: an update of a large file whose slave copy is the published one, on a target that copies ranges. */
+function deltaPossible(target: Target, action: Action, signatures: SignatureStore): boolean {
+  return Boolean(signatures && large(action.source!.size) && action.kind === 'update' && action.baseHash && !action.backup && target.patch && target.capabilities.copyData)
+}
+
 /**
  * After deletes, removes directories left empty, deepest first. Directories that still hold a
  * published file, or anything of the slave's own, are not empty and stay.
  */
 async function removeEmptiedDirs(target: Target, deleted: string[], stillPublished: Set<string>): Promise<void> {
-  const live = new Set<string>()
-  for (const path of stillPublished) for (const dir of parentDirs(path)) live.add(dir)
   const candidates = new Set<string>()
-  for (const path of deleted) for (const dir of parentDirs(path)) if (!live.has(dir)) candidates.add(dir)
+  for (const path of deleted) for (const dir of parentDirs(path)) candidates.add(dir)
+  // A candidate that still holds a published file stays; each path's parents, innermost first.
+  for (const path of stillPublished) {
+    if (candidates.size === 0) break
+    for (let end = path.lastIndexOf('/'); end > 0; end = path.lastIndexOf('/', end - 1)) candidates.delete(path.slice(0, end))
+  }
   const byDepth = [...candidates].sort((a, b) => b.split('/').length - a.split('/').length || (a < b ? -1 : 1))
   for (const dir of byDepth) {
     // An unremovable directory is untidy, not a failure of the publish.

@@ -17,12 +17,12 @@ import type {LockOwner, Target} from '../targets/target.js'
 import type {PublishEvent} from './events.js'
 import {emptyReport, executePlan, type TargetReport} from './executor.js'
 import {emptyManifest, fingerprint, type Manifest, type ParsedFiles} from './manifest.js'
-import {heldSource, loadManifest, recordHeldSource, saveManifestCopy, upToDateGeneration} from './manifest-cache.js'
+import {heldSource, loadManifest, recordHeldSource, saveManifestCopy, upToDateGeneration, type LoadedManifest} from './manifest-cache.js'
 import {countActions, type RoutedEntry, type TargetPlan} from './plan.js'
 import {needsHash, pathsToProbe, planTarget, type SlaveFile} from './planner.js'
 import {compileGlobs} from './globs.js'
-import {hashSource, type ScanResult, type ScanWarning} from './scan.js'
-import {walkAside} from './walk-aside.js'
+import type {ScanResult, ScanWarning} from './scan.js'
+import {walkConfigSource, type WalkedTree} from './walk-aside.js'
 import {SharedReads} from './shared-reads.js'
 import {SignatureStore} from './signatures.js'
 import {processAlive} from '../util/process.js'
@@ -49,6 +49,8 @@ export interface PublishOptions {
   onEvent?: (event: PublishEvent) => void
   /** Open targets to reuse (watch keeps connections between batches); by name. */
   openTargets?: Map<string, Target>
+  /** The source's walk, when the caller started it already (walkConfigSource with the same `only`). */
+  walking?: Promise<WalkedTree>
 }
 
 export interface TargetOutcome {
@@ -137,8 +139,7 @@ export async function publish(config: Config, options: PublishOptions = {}): Pro
   const selected = selectTargets(config, options.targets)
   const started = Date.now()
   // The walk goes first, on its own thread: it then runs beside the handshakes.
-  const walking = walkAside(config.source, {exclude: [...config.exclude, ...stateDirExclude(config)], only: options.only})
-  walking.catch(() => {})
+  const walking = options.walking ?? walkConfigSource(config, options.only)
   // Connections open while the source is scanned: on a noop the SSH handshake costs as much as
   // the scan. Only when every target gets a connection at once anyway.
   const early = new Map<string, {target: Promise<Target>; connected: Promise<void>}>()
@@ -157,6 +158,11 @@ export async function publish(config: Config, options: PublishOptions = {}): Pro
     }
   }
   const cacheDir = join(config.stateDir, 'targets')
+  // Targets whose manifests hold the same files share one parsed map (read-only from here on).
+  const parsedFiles: ParsedFiles = new Map()
+  // Targets locked and their manifests loaded while the source is hashed (see prepareEarly).
+  let prepared: Map<string, Promise<LoadedManifest>> | undefined
+  const lockedEarly = new Set<string>()
   let scan: ScanResult
   let routed: ReturnType<typeof routeEntries>
   let print: string | undefined
@@ -172,12 +178,20 @@ export async function publish(config: Config, options: PublishOptions = {}): Pro
         return {source: config.source, files: walked.count, hashed: 0, warnings: walked.warnings, dryRun: Boolean(options.dryRun), targets: await heldOutcomes(held, options, emit)}
       }
     }
+    if (!options.only && !options.dryRun) prepared = prepareEarly(early, (name, target) => takeLock(target, options.breakLock).then(() => lockedEarly.add(name)), cacheDir, selected, parsedFiles)
     if (walked.count >= BIG_TREE_FILES) limitHeapGrowth()
-    scan = await hashSource(await walked.tree(), {cacheFile: join(config.stateDir, 'hash-cache.json'), only: options.only})
+    scan = await walked.scan({cacheFile: join(config.stateDir, 'hash-cache.json'), only: options.only})
     emit({type: 'scan-done', files: scan.entries.length, hashed: scan.hashed, durationMs: Date.now() - started})
     routed = routeEntries(config, scan.entries)
   } catch (error) {
-    await Promise.all([...early.values()].map((e) => e.target.then((t) => t.close()).catch(() => {})))
+    await Promise.all(
+      [...early].map(async ([name, e]) => {
+        const target = await e.target.catch(() => undefined)
+        await prepared?.get(name)?.catch(() => {})
+        if (target && lockedEarly.has(name)) await target.unlock().catch(() => {})
+        await target?.close()
+      }),
+    )
     throw error
   }
   const protect = compileGlobs(config.protect)
@@ -209,8 +223,6 @@ export async function publish(config: Config, options: PublishOptions = {}): Pro
     }
     return readers.get(abs) ?? 1
   })
-  // Targets whose manifests hold the same files share one parsed map (read-only from here on).
-  const parsedFiles: ParsedFiles = new Map()
   const backupId = new Date().toISOString().replace(/[:.]/g, '-')
   const outcomes = await Promise.all(
     selected.map((targetConfig) =>
@@ -219,6 +231,7 @@ export async function publish(config: Config, options: PublishOptions = {}): Pro
         const reused = options.openTargets?.get(targetConfig.name)
         const opened = early.get(targetConfig.name)
         const target = reused ?? (await (opened?.target ?? createTarget(targetConfig, config)))
+        const preparing = prepared?.get(targetConfig.name)
         let locked = false
         try {
           if (opened) await opened.connected
@@ -244,11 +257,16 @@ export async function publish(config: Config, options: PublishOptions = {}): Pro
               return outcome
             }
           }
-          if (!options.dryRun) {
-            await takeLock(target, options.breakLock)
-            locked = true
+          let loaded: LoadedManifest
+          if (preparing) {
+            loaded = await preparing
+          } else {
+            if (!options.dryRun) {
+              await takeLock(target, options.breakLock)
+              locked = true
+            }
+            loaded = await loadManifest(target, targetConfig, cacheDir, parsedFiles)
           }
-          const loaded = await loadManifest(target, targetConfig, cacheDir, parsedFiles)
           if (loaded.corrupt) outcome.warnings = [withContext(loaded.corrupt, target.name).toJSON()]
           const base = loaded.manifest
           // No trusted manifest (first publish, a damaged one, an interrupted publish): look at everything.
@@ -276,7 +294,9 @@ export async function publish(config: Config, options: PublishOptions = {}): Pro
         } catch (error) {
           outcome.error = withContext(error, target.name).toJSON()
         } finally {
-          if (locked) await target.unlock()
+          // An early lock may still be on its way when this target stops sooner: wait for it.
+          await preparing?.catch(() => {})
+          if (locked || lockedEarly.has(target.name)) await target.unlock()
           if (!reused) await target.close()
           emit({type: 'target-done', target: target.name, ok: !outcome.error})
         }
@@ -285,6 +305,35 @@ export async function publish(config: Config, options: PublishOptions = {}): Pro
     ),
   )
   return {source: config.source, files: scan.entries.length, hashed: scan.hashed, warnings: scan.warnings, dryRun: Boolean(options.dryRun), targets: outcomes}
+}
+
+/**
+ * Once a walk shows that the source changed, each target with an early connection is locked and
+ * its manifest loaded while the source is hashed: the round trips and the manifest's parse are
+ * then off the critical path. `lock` records the targets it locked, for the unlock.
+ */
+function prepareEarly(
+  early: Map<string, {target: Promise<Target>; connected: Promise<void>}>,
+  lock: (name: string, target: Target) => Promise<unknown>,
+  cacheDir: string,
+  selected: readonly TargetConfig[],
+  parsedFiles: ParsedFiles,
+): Map<string, Promise<LoadedManifest>> {
+  const prepared = new Map<string, Promise<LoadedManifest>>()
+  for (const targetConfig of selected) {
+    const opened = early.get(targetConfig.name)
+    if (!opened) continue
+    const loading = (async () => {
+      const target = await opened.target
+      await opened.connected
+      await lock(targetConfig.name, target)
+      return loadManifest(target, targetConfig, cacheDir, parsedFiles)
+    })()
+    // Failures are met (and reported per target) where the target's turn comes.
+    loading.catch(() => {})
+    prepared.set(targetConfig.name, loading)
+  }
+  return prepared
 }
 
 /** The walk's print with what decides where its files go: a change of either changes it. */
@@ -355,12 +404,6 @@ function selectTargets(config: Config, names: readonly string[] | undefined) {
     }
   }
   return config.targets.filter((t) => names.includes(t.name))
-}
-
-/** Keeps the master's own state out of the published tree when it sits inside the source. */
-function stateDirExclude(config: Config): string[] {
-  const rel = join(config.stateDir).startsWith(`${config.source}/`) ? config.stateDir.slice(config.source.length + 1) : undefined
-  return rel ? [`${rel}/**`] : []
 }
 
 /** For a watch batch: a manifest path is in scope when its source path is one of `only`. */

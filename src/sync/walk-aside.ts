@@ -1,27 +1,49 @@
 // Walks the source in a worker thread, so that the walk (an lstat of every file) runs beside the
 // targets' SSH handshakes on another core instead of taking turns with them. The tree's print
-// comes back first; the file list crosses over only when the caller needs it (a quick noop
-// never does).
+// comes back first; the files are hashed there too, and cross over only when the caller needs
+// them (a quick noop never does), while this thread locks the targets and reads their manifests.
 
+import {join} from 'node:path'
 import {Worker} from 'node:worker_threads'
 
+import type {Config} from '../config/load.js'
+
 import {MirrorError, type ErrorCode} from '../errors.js'
-import {walkSource, type ScanOptions, type ScanWarning, type SourceFile, type SourceTree} from './scan.js'
+import {hashSource, walkSource, type ScanOptions, type ScanResult, type ScanWarning, type SourceTree} from './scan.js'
+
+export type HashOptions = Pick<ScanOptions, 'cacheFile' | 'only'>
 
 export interface WalkedTree {
   print: string
   count: number
   warnings: ScanWarning[]
-  /** The whole tree, handed over once (nothing here keeps the file list alive afterwards). */
-  tree(): Promise<SourceTree>
+  /** The tree's files with their hashes (see hashSource), handed over once. */
+  scan(options: HashOptions): Promise<ScanResult>
   /** Lets the worker go when the file list is not needed. */
   close(): void
 }
 
 type Message =
   | {type: 'summary'; print: string; count: number; warnings: ScanWarning[]}
-  | {type: 'files'; files: SourceFile[]}
+  | {type: 'scanned'; result: ScanResult}
   | {type: 'error'; error: {code: ErrorCode; message: string; path?: string; suggestion?: string}}
+
+/**
+ * Starts the walk of a config's source: everything but the excludes and the master's own state.
+ * Light to import, so a command can start it before it loads the rest of the publish.
+ */
+export function walkConfigSource(config: Config, only?: readonly string[]): Promise<WalkedTree> {
+  const walking = walkAside(config.source, {exclude: [...config.exclude, ...stateDirExclude(config)], only})
+  // Met where the caller awaits it; not an unhandled rejection meanwhile.
+  walking.catch(() => {})
+  return walking
+}
+
+/** Keeps the master's own state out of the published tree when it sits inside the source. */
+function stateDirExclude(config: Config): string[] {
+  const rel = join(config.stateDir).startsWith(`${config.source}/`) ? config.stateDir.slice(config.source.length + 1) : undefined
+  return rel ? [`${rel}/**`] : []
+}
 
 export async function walkAside(root: string, options: Pick<ScanOptions, 'exclude' | 'only'>): Promise<WalkedTree> {
   // A watch batch names a few paths: not worth a thread. Run from TypeScript source (the tests
@@ -80,14 +102,14 @@ export async function walkAside(root: string, options: Pick<ScanOptions, 'exclud
     print: summary.print,
     count: summary.count,
     warnings: summary.warnings,
-    async tree() {
+    async scan(hashOptions: HashOptions) {
       if (asked) throw new MirrorError('INTERNAL', 'the walked tree was already handed over')
       asked = true
       const answer = next()
-      worker.postMessage('files')
+      worker.postMessage(hashOptions)
       const message = await answer
-      if (message?.type !== 'files') return fail(message)
-      return {files: message.files, warnings: summary.warnings, print: summary.print}
+      if (message?.type !== 'scanned') return fail(message)
+      return message.result
     },
     close() {
       if (!asked) void worker.terminate()
@@ -101,11 +123,11 @@ function inline(walked: SourceTree): WalkedTree {
     print: walked.print,
     count: walked.files.length,
     warnings: walked.warnings,
-    async tree() {
+    async scan(hashOptions: HashOptions) {
       if (!kept) throw new MirrorError('INTERNAL', 'the walked tree was already handed over')
       const tree = kept
       kept = undefined
-      return tree
+      return hashSource(tree, hashOptions)
     },
     close() {},
   }

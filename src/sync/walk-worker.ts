@@ -1,10 +1,11 @@
-// The worker side of walk-aside.ts: walks the source, sends the tree's summary, and sends the
-// file list only when asked for it.
+// The worker side of walk-aside.ts: walks the source, sends the tree's summary, and hashes the
+// files (hashSource) and sends them only when asked for them.
 
 import {parentPort, workerData} from 'node:worker_threads'
 
 import {toMirrorError} from '../errors.js'
-import {walkSource, type ScanOptions} from './scan.js'
+import {hashSource, walkSource, type ScanOptions} from './scan.js'
+import type {HashOptions} from './walk-aside.js'
 
 const port = parentPort!
 const {root, options} = workerData as {root: string; options: Pick<ScanOptions, 'exclude' | 'only'>}
@@ -12,9 +13,11 @@ const {root, options} = workerData as {root: string; options: Pick<ScanOptions, 
 try {
   const tree = await walkSource(root, options)
   port.postMessage({type: 'summary', print: tree.print, count: tree.files.length, warnings: tree.warnings})
-  port.once('message', () => {
-    port.postMessage({type: 'files', files: tree.files})
-    port.close()
+  port.once('message', (hashOptions: HashOptions) => {
+    hashSource(tree, hashOptions).then(
+      (result) => port.postMessage({type: 'scanned', result}),
+      (error: unknown) => port.postMessage({type: 'error', error: toMirrorError(error).toJSON()}),
+    ).finally(() => port.close())
   })
 } catch (error) {
   port.postMessage({type: 'error', error: toMirrorError(error).toJSON()})
