@@ -1,4 +1,5 @@
 #!/usr/bin/env node
-import {execute} from '@oclif/core'
+// The subpath, not the package's index: the index loads every part of oclif (and semver).
+import {execute} from '@oclif/core/execute'
 
 await execute({dir: import.meta.url})

@@ -1,7 +1,10 @@
 // The base of every command: the shared flags (--config, --json), config loading, and the one
 // place where errors become stderr text (or JSON) and an exit code.
 
-import {Command, Errors, Flags, type Interfaces} from '@oclif/core'
+import {Command} from '@oclif/core/command'
+import * as Errors from '@oclif/core/errors'
+import * as Flags from '@oclif/core/flags'
+import type * as Interfaces from '@oclif/core/interfaces'
 
 import {loadConfig, type Config} from '../config/load.js'
 import {ExitCode, exitCodeFor, MirrorError, toMirrorError} from '../errors.js'

@@ -1,7 +1,7 @@
 // `mirror render`: flags over the config's render block, then renderSite() and its report as
 // text or --json. The crawl, the rewriting and the swap are src/render's work, not this file's.
 
-import {Flags} from '@oclif/core'
+import * as Flags from '@oclif/core/flags'
 
 import {BaseCommand} from '../cli/base-command.js'
 import {MirrorError} from '../errors.js'

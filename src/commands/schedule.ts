@@ -3,7 +3,8 @@
 
 import {resolve} from 'node:path'
 
-import {Args, Flags, Help} from '@oclif/core'
+import * as Args from '@oclif/core/args'
+import * as Flags from '@oclif/core/flags'
 
 import {BaseCommand} from '../cli/base-command.js'
 import {loadConfig, type Config} from '../config/load.js'
@@ -130,6 +131,7 @@ export class Schedule extends BaseCommand<typeof Schedule> {
   static override examples = ['<%= config.bin %> schedule add "*/10 * * * *"', '<%= config.bin %> schedule list', '<%= config.bin %> schedule remove']
 
   async run(): Promise<void> {
+    const {Help} = await import('@oclif/core/help')
     await new Help(this.config).showHelp(['schedule'])
   }
 }

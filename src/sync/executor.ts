@@ -188,7 +188,7 @@ export async function executePlan(target: Target, plan: TargetPlan, options: Exe
     limit(() =>
       attempt(action, async () => {
         if (action.backup) await target.backup(action.path, options.backupId)
-        const result = await send(target, action, options.signatures)
+        const result = await send(target, action, options.signatures, options.reads)
         sent(action, result.bytes, result.delta)
       }),
     )
@@ -327,11 +327,13 @@ const DELTA_MAX_SIZE = 512 << 20
  * ranges server-side and the master has that version's signature, else whole. Large files
  * leave their signature behind for the next change.
  */
-async function send(target: Target, action: Action, signatures: SignatureStore | undefined): Promise<{bytes: number; delta: boolean}> {
+async function send(target: Target, action: Action, signatures: SignatureStore | undefined, reads: SharedReads | undefined): Promise<{bytes: number; delta: boolean}> {
   const source = action.source!
   const options = {mode: source.mode, mtimeMs: source.mtimeMs}
   if (!signatures || !large(source.size)) {
-    await target.put(source.abs, action.path, options)
+    // Small files are read once for every target that sends them.
+    const read = reads && source.size < DELTA_MIN_SIZE ? () => reads.read(source.abs, source.size) : undefined
+    await target.put(source.abs, action.path, {...options, read})
     return {bytes: source.size, delta: false}
   }
   let result = {bytes: source.size, delta: false}

@@ -1,7 +1,7 @@
 // Routes each source file to its segment (the first whose globs or MIME types match) and from
 // there to the target paths it is published under. Pure: no I/O.
 
-import mime from 'mime-types'
+import {createRequire} from 'node:module'
 
 import type {SegmentConfig} from '../config/schema.js'
 import {compileGlobs} from './globs.js'
@@ -15,9 +15,13 @@ export interface Router {
   publicUrlFor(path: string): string | undefined
 }
 
+// mime-types parses its whole database when loaded: only a MIME rule (or the renderer) pays for it.
+let lookup: ((path: string) => string | false) | undefined
+
 /** MIME type by extension, as a static web server would send it. */
 export function mimeTypeOf(path: string): string {
-  return mime.lookup(path) || 'application/octet-stream'
+  lookup ??= (createRequire(import.meta.url)('mime-types') as typeof import('mime-types')).lookup
+  return lookup(path) || 'application/octet-stream'
 }
 
 export function createRouter(segments: readonly SegmentConfig[]): Router {

@@ -37,6 +37,11 @@ export interface PutOptions {
   mode: number
   /** Modification time to set on the file, in milliseconds. */
   mtimeMs: number
+  /**
+   * The file's bytes, when the caller has them (read once for several targets): a target may
+   * send these instead of reading `localPath` itself.
+   */
+  read?: () => Promise<Buffer>
 }
 
 /** Who holds a target's lock. Written into the lock so that others can see it. */

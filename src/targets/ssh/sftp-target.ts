@@ -295,19 +295,22 @@ export class SftpTarget implements Target {
     let handle: Buffer | undefined
     let size = 0
     let written = 0
-    const local = await openLocal(localPath, 'r').catch((error) => {
+    // The caller's copy of the bytes when it has one; else the file is read here, chunk by chunk.
+    const [data, local] = await Promise.all([options.read?.(), options.read ? undefined : openLocal(localPath, 'r')]).catch((error) => {
       throw withContext(error, this.name, path)
     })
     const limit = pLimit(FILE_WINDOW)
+    const readChunk = async (buffer: Buffer, length: number, offset: number) =>
+      data ? data.copy(buffer, 0, offset, offset + length) : (await local!.read(buffer, 0, length, offset)).bytesRead
     try {
-      size = (await local.stat()).size
+      size = data ? data.length : (await local!.stat()).size
       // Exclusive create: never opens through something (even a symlink) already at that name.
       handle = await channel.open(temp, 'wx', {mode: 0o600})
       const openHandle = handle
       const writeChunk = async (offset: number) => {
         const length = Math.min(CHUNK, size - offset)
         const buffer = Buffer.allocUnsafe(length)
-        const {bytesRead} = await local.read(buffer, 0, length, offset)
+        const bytesRead = await readChunk(buffer, length, offset)
         await channel.write(openHandle, buffer, 0, bytesRead, offset)
         written += bytesRead
       }
@@ -319,8 +322,8 @@ export class SftpTarget implements Target {
         return Promise.all([channel.fsetstat(openHandle, {mode: options.mode & 0o7777, atime: seconds, mtime: seconds}), channel.close(openHandle)])
       }
       if (size <= CHUNK) {
-        const buffer = Buffer.allocUnsafe(size)
-        const {bytesRead} = size > 0 ? await local.read(buffer, 0, size, 0) : {bytesRead: 0}
+        const buffer = data ?? Buffer.allocUnsafe(size)
+        const bytesRead = data ? data.length : size > 0 ? await readChunk(buffer, size, 0) : 0
         const write = bytesRead > 0 ? channel.write(openHandle, buffer, 0, bytesRead, 0) : Promise.resolve()
         await Promise.all([write, finish()])
         written = bytesRead
@@ -337,7 +340,7 @@ export class SftpTarget implements Target {
       limit.clearQueue()
       throw await this.abandon(channel, error, path, temp, handle, size - written)
     } finally {
-      await local.close().catch(() => {})
+      await local?.close().catch(() => {})
     }
   }
 
