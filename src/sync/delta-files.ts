@@ -12,10 +12,14 @@ export type DeltaRequest =
   | {op: 'delta'; signatureFile: string; file: string; newSignatureFile: string}
   | {op: 'signature'; file: string; signatureFile: string}
 
+/** Signatures being written, by file: a request for one of them waits for that write. */
+const recording = new Map<string, Promise<void>>()
+
 /**
  * The delta of `file` against the signature in `signatureFile`, or undefined when that
  * signature is missing or damaged (the file is then sent whole). The new version's signature is
- * written to `newSignatureFile` from the same read, when it is not there yet.
+ * written to `newSignatureFile` from the same read, when it is not there yet: after the delta is
+ * answered (it is only for the next publish), and `writeSignatureFor` waits for it.
  */
 export async function deltaForFile(signatureFile: string, file: string, newSignatureFile: string): Promise<Delta | undefined> {
   let signature
@@ -26,12 +30,21 @@ export async function deltaForFile(signatureFile: string, file: string, newSigna
   }
   const data = await fs.readFile(file)
   const delta = computeDelta(signature, data)
-  if (!(await exists(newSignatureFile))) await writeSignature(newSignatureFile, data).catch(() => {})
+  if (!recording.has(newSignatureFile)) {
+    const writing = new Promise<void>((resolve) => setImmediate(resolve))
+      .then(async () => {
+        if (!(await exists(newSignatureFile))) await writeSignature(newSignatureFile, data)
+      })
+      .catch(() => {})
+      .finally(() => recording.delete(newSignatureFile))
+    recording.set(newSignatureFile, writing)
+  }
   return delta
 }
 
 /** Records the signature of `file` in `signatureFile` unless one is already there. */
 export async function writeSignatureFor(file: string, signatureFile: string): Promise<void> {
+  await recording.get(signatureFile)
   if (await exists(signatureFile)) return
   await writeSignature(signatureFile, await fs.readFile(file))
 }

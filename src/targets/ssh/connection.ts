@@ -6,7 +6,7 @@ import {existsSync, readFileSync} from 'node:fs'
 import {Socket} from 'node:net'
 
 import pLimit from 'p-limit'
-import ssh2 from 'ssh2'
+import ssh2 from './ssh2-loader.js'
 import type {
   AlgorithmList,
   AnyAuthMethod,

@@ -1,3 +1,4 @@
+import {rmSync} from 'node:fs'
 import * as fs from 'node:fs/promises'
 import {join} from 'node:path'
 
@@ -36,7 +37,11 @@ t.test('a delta against a recorded version rebuilds the new one, records the new
   t.equal(delta, again, 'targets share one computation')
   t.ok(delta!.literalBytes < 40_000, `only the changed blocks are new bytes (${delta!.literalBytes})`)
   t.same(applyDelta(data, changed, delta!), changed)
-  t.ok(await store.has('b'.repeat(64)), 'the new version is recorded for the next change')
+  // The new version's signature comes from the delta's own read, written after the delta is
+  // answered; remembering it (as the executor does once the file landed) waits for that write.
+  rmSync(join(root, 'new.bin'))
+  await store.remember('b'.repeat(64), join(root, 'new.bin'))
+  t.ok(await store.has('b'.repeat(64)), 'the new version is recorded for the next change, without reading it again')
 })
 
 t.test('without the old version\'s signature there is no delta: the file goes whole', async (t) => {
