@@ -12,6 +12,12 @@ export type DeltaRequest =
   | {op: 'delta'; signatureFile: string; file: string; newSignatureFile: string}
   | {op: 'signature'; file: string; signatureFile: string}
 
+/**
+ * How files are read: promises by default; the delta worker, a thread of its own, reads with
+ * blocking calls and leaves libuv's threadpool (shared by every thread) to the publish.
+ */
+type Read = (file: string) => Promise<Buffer>
+
 /** Signatures being written, by file: a request for one of them waits for that write. */
 const recording = new Map<string, Promise<void>>()
 
@@ -21,14 +27,14 @@ const recording = new Map<string, Promise<void>>()
  * written to `newSignatureFile` from the same read, when it is not there yet: after the delta is
  * answered (it is only for the next publish), and `writeSignatureFor` waits for it.
  */
-export async function deltaForFile(signatureFile: string, file: string, newSignatureFile: string): Promise<Delta | undefined> {
+export async function deltaForFile(signatureFile: string, file: string, newSignatureFile: string, read: Read = fs.readFile): Promise<Delta | undefined> {
   let signature
   try {
-    signature = parseSignature(await fs.readFile(signatureFile))
+    signature = parseSignature(await read(signatureFile))
   } catch {
     return undefined
   }
-  const data = await fs.readFile(file)
+  const data = await read(file)
   const delta = computeDelta(signature, data)
   if (!recording.has(newSignatureFile)) {
     const writing = new Promise<void>((resolve) => setImmediate(resolve))
@@ -43,10 +49,10 @@ export async function deltaForFile(signatureFile: string, file: string, newSigna
 }
 
 /** Records the signature of `file` in `signatureFile` unless one is already there. */
-export async function writeSignatureFor(file: string, signatureFile: string): Promise<void> {
+export async function writeSignatureFor(file: string, signatureFile: string, read: Read = fs.readFile): Promise<void> {
   await recording.get(signatureFile)
   if (await exists(signatureFile)) return
-  await writeSignature(signatureFile, await fs.readFile(file))
+  await writeSignature(signatureFile, await read(file))
 }
 
 async function writeSignature(signatureFile: string, data: Uint8Array): Promise<void> {

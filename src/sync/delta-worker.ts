@@ -2,15 +2,18 @@
 // publishing thread. Each request names files, not bytes: the worker reads them itself, so a
 // 50 MB video never crosses between threads.
 
+import {readFileSync} from 'node:fs'
 import {parentPort} from 'node:worker_threads'
 
 import {deltaForFile, writeSignatureFor, type DeltaRequest} from './delta-files.js'
 
 const port = parentPort!
+/** Blocking reads: this thread is the deltas' own (see Read in delta-files.ts). */
+const read = async (file: string) => readFileSync(file)
 
 port.on('message', async (request: DeltaRequest & {id: number}) => {
   try {
-    const result = request.op === 'delta' ? await deltaForFile(request.signatureFile, request.file, request.newSignatureFile) : await writeSignatureFor(request.file, request.signatureFile)
+    const result = request.op === 'delta' ? await deltaForFile(request.signatureFile, request.file, request.newSignatureFile, read) : await writeSignatureFor(request.file, request.signatureFile, read)
     port.postMessage({id: request.id, result})
   } catch (error) {
     port.postMessage({id: request.id, error: {message: error instanceof Error ? error.message : String(error), code: (error as NodeJS.ErrnoException).code}})

@@ -11,7 +11,7 @@ import type {PublishEvent} from './events.js'
 import {JOURNAL, journalHeader, journalLine, serializeManifest, type Manifest} from './manifest.js'
 import type {Action, TargetPlan} from './plan.js'
 import {recordAfter} from './planner.js'
-import {DELTA_MIN_SIZE, diffBuffers} from './delta.js'
+import {DELTA_MIN_SIZE, deltaSized, diffBuffers} from './delta.js'
 import type {SharedReads} from './shared-reads.js'
 import type {SignatureStore} from './signatures.js'
 
@@ -319,9 +319,6 @@ async function writeManifest(target: Target, data: Buffer, previous: Buffer | un
   await target.writeState('manifest.json', data)
 }
 
-/** Files larger than this are always sent whole: a delta needs the new file in memory. */
-const DELTA_MAX_SIZE = 512 << 20
-
 /**
  * Sends one file: as a delta against the slave's current version when the target can copy
  * ranges server-side and the master has that version's signature, else whole. Large files
@@ -330,7 +327,7 @@ const DELTA_MAX_SIZE = 512 << 20
 async function send(target: Target, action: Action, signatures: SignatureStore | undefined, reads: SharedReads | undefined): Promise<{bytes: number; delta: boolean}> {
   const source = action.source!
   const options = {mode: source.mode, mtimeMs: source.mtimeMs}
-  if (!signatures || !large(source.size)) {
+  if (!signatures || !deltaSized(source.size)) {
     // Small files are read once for every target that sends them.
     const read = reads && source.size < DELTA_MIN_SIZE ? () => reads.read(source.abs, source.size) : undefined
     await target.put(source.abs, action.path, {...options, read})
@@ -351,12 +348,9 @@ async function send(target: Target, action: Action, signatures: SignatureStore |
   return result
 }
 
-/** Files that get block signatures, and may go as a delta. */
-const large = (size: number) => size >= DELTA_MIN_SIZE && size <= DELTA_MAX_SIZE
-
 /** The action may go as a delta: an update of a large file whose slave copy is the published one, on a target that copies ranges. */
 function deltaPossible(target: Target, action: Action, signatures: SignatureStore): boolean {
-  return Boolean(signatures && large(action.source!.size) && action.kind === 'update' && action.baseHash && !action.backup && target.patch && target.capabilities.copyData)
+  return Boolean(signatures && deltaSized(action.source!.size) && action.kind === 'update' && action.baseHash && !action.backup && target.patch && target.capabilities.copyData)
 }
 
 /**

@@ -23,6 +23,7 @@ import {needsHash, pathsToProbe, planTarget, type SlaveFile} from './planner.js'
 import {compileGlobs} from './globs.js'
 import type {ScanResult, ScanWarning} from './scan.js'
 import {walkConfigSource, type WalkedTree} from './walk-aside.js'
+import {deltaSized} from './delta.js'
 import {SharedReads} from './shared-reads.js'
 import {SignatureStore} from './signatures.js'
 import {processAlive} from '../util/process.js'
@@ -211,6 +212,7 @@ export async function publish(config: Config, options: PublishOptions = {}): Pro
 
   const limit = pLimit(config.publish.parallel)
   const signatures = new SignatureStore(join(config.stateDir, 'signatures'))
+  if (!options.dryRun) startDeltas(scan, signatures)
   // Counted on the first shared read only: a noop or a watch batch never needs it.
   let readers: Map<string, number> | undefined
   const reads = new SharedReads((abs) => {
@@ -334,6 +336,18 @@ function prepareEarly(
     prepared.set(targetConfig.name, loading)
   }
   return prepared
+}
+
+/**
+ * A large file that changed since this master last hashed it usually goes to its targets as a
+ * delta against that version: the computation starts now, on the delta thread, largest first,
+ * while the targets are planned. The executor asks for the same delta (computed once) when the
+ * target holds that version; a target that holds another gets its own.
+ */
+function startDeltas(scan: ScanResult, signatures: SignatureStore): void {
+  if (!scan.previous || scan.previous.size === 0) return
+  const changed = scan.entries.filter((e) => deltaSized(e.size) && scan.previous!.has(e.path)).sort((a, b) => b.size - a.size)
+  for (const entry of changed) signatures.deltaFor(scan.previous.get(entry.path)!, entry.hash, entry.abs).catch(() => {})
 }
 
 /** The walk's print with what decides where its files go: a change of either changes it. */

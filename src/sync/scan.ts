@@ -4,7 +4,7 @@
 // fast-glob: fast-glob's `**` silently drops names that contain a newline.
 
 import {createHash} from 'node:crypto'
-import {createReadStream, lstatSync, readdirSync, type Stats} from 'node:fs'
+import {closeSync, createReadStream, lstatSync, openSync, readdirSync, readSync, type Stats} from 'node:fs'
 import * as fs from 'node:fs/promises'
 import {isAbsolute, join, relative, sep} from 'node:path'
 
@@ -36,9 +36,17 @@ export interface ScanResult {
   warnings: ScanWarning[]
   /** Files whose content was read this time (not served from the hash cache). */
   hashed: number
+  /** Paths read again that had another version in the hash cache: that version's hash. */
+  previous?: Map<string, string>
 }
 
 export interface ScanOptions {
+  /**
+   * Read files with blocking calls: for a thread of its own (the walk's worker), where they
+   * cost less and leave libuv's threadpool, which every thread of the process shares, to the
+   * others (the publish's own reads and writes would queue behind the hashing).
+   */
+  blocking?: boolean
   /** Globs (relative to the source) never published. */
   exclude: readonly string[]
   /** Where the hash cache lives; omitted means no cache. */
@@ -131,41 +139,63 @@ export async function walkSource(root: string, options: Pick<ScanOptions, 'exclu
 const sourceFile = (path: string, abs: string, stats: Stats): SourceFile => ({path, abs, size: stats.size, mtimeMs: stats.mtimeMs, ino: stats.ino, mode: stats.mode})
 
 /** Gives every file of a walk its content hash: from the cache when size, mtime and inode match, else read. */
-export async function hashSource(tree: SourceTree, options: Pick<ScanOptions, 'cacheFile' | 'only'>): Promise<ScanResult> {
+export async function hashSource(tree: SourceTree, options: Pick<ScanOptions, 'cacheFile' | 'only' | 'blocking'>): Promise<ScanResult> {
+  const {result, cacheSaved} = await hashSourceFirst(tree, options)
+  await cacheSaved
+  return result
+}
+
+/**
+ * hashSource, answering before the hash cache is written: the caller has the hashes while the
+ * cache (a row per file) is still being saved, and waits for `cacheSaved` before it lets go.
+ */
+export async function hashSourceFirst(tree: SourceTree, options: Pick<ScanOptions, 'cacheFile' | 'only' | 'blocking'>): Promise<{result: ScanResult; cacheSaved: Promise<void>}> {
   const cache = options.cacheFile ? await readCache(options.cacheFile) : new Map<string, CacheRow>()
   const {files, warnings} = tree
   const limit = pLimit(HASH_CONCURRENCY)
   let hashed = 0
   const entry = ({path, abs, size, mtimeMs, mode}: SourceFile, hash: string): SourceEntry => ({path, abs, size, mtimeMs: Math.floor(mtimeMs), mode: mode & 0o7777, hash})
   const entries: SourceEntry[] = []
-  const reading: Array<Promise<void>> = []
+  const toRead: SourceFile[] = []
+  const previous = new Map<string, string>()
   for (const file of files) {
     const row = cache.get(file.path)
     if (row && row[0] === file.size && row[1] === file.mtimeMs && row[2] === file.ino) {
       entries.push(entry(file, row[3]))
       continue
     }
-    reading.push(
+    if (row) previous.set(file.path, row[3])
+    toRead.push(file)
+  }
+  // Largest first: a big file read last would be the whole wait.
+  toRead.sort((a, b) => b.size - a.size)
+  await Promise.all(
+    toRead.map((file) =>
       limit(async () => {
-        const hash = await hashLocalFile(file.abs, file.size)
+        const hash = options.blocking ? hashLocalFileSync(file.abs) : await hashLocalFile(file.abs, file.size)
         hashed++
         cache.set(file.path, [file.size, file.mtimeMs, file.ino, hash])
         entries.push(entry(file, hash))
+        if (previous.get(file.path) === hash) previous.delete(file.path)
       }),
-    )
-  }
-  await Promise.all(reading)
+    ),
+  )
   entries.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0))
 
-  if (options.cacheFile && hashed > 0) {
+  const save = async (cacheFile: string) => {
+    // After the answer has gone out.
+    await new Promise((resolve) => setImmediate(resolve))
     if (!options.only) {
       // Forget rows of files that are gone, so the cache does not grow for ever.
       const live = new Set(entries.map((e) => e.path))
       for (const key of cache.keys()) if (!live.has(key)) cache.delete(key)
     }
-    await writeCache(options.cacheFile, cache)
+    await writeCache(cacheFile, cache)
   }
-  return {entries, warnings, hashed}
+  const cacheSaved = options.cacheFile && hashed > 0 ? save(options.cacheFile) : Promise.resolve()
+  // Met by the caller's await; not an unhandled rejection meanwhile.
+  cacheSaved.catch(() => {})
+  return {result: {entries, warnings, hashed, previous}, cacheSaved}
 }
 
 const YIELD_MS = 5
@@ -224,6 +254,19 @@ async function resolveInTree(realRoot: string, abs: string): Promise<{abs: strin
   const stats = await fs.stat(real)
   if (!stats.isFile()) return 'it points to a directory (not followed)'
   return {abs: real, stats}
+}
+
+/** hashLocalFile with blocking reads, a megabyte at a time. */
+export function hashLocalFileSync(abs: string): string {
+  const hash = createHash('sha256')
+  const fd = openSync(abs, 'r')
+  try {
+    const buffer = Buffer.allocUnsafe(SMALL_FILE)
+    for (let n = readSync(fd, buffer); n > 0; n = readSync(fd, buffer)) hash.update(buffer.subarray(0, n))
+  } finally {
+    closeSync(fd)
+  }
+  return hash.digest('hex')
 }
 
 export async function hashLocalFile(abs: string, size: number): Promise<string> {

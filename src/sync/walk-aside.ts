@@ -109,6 +109,8 @@ export async function walkAside(root: string, options: Pick<ScanOptions, 'exclud
       worker.postMessage(hashOptions)
       const message = await answer
       if (message?.type !== 'scanned') return fail(message)
+      // The worker saves the hash cache after answering, then ends: the process waits for it.
+      worker.ref()
       return message.result
     },
     close() {

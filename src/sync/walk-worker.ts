@@ -4,7 +4,7 @@
 import {parentPort, workerData} from 'node:worker_threads'
 
 import {toMirrorError} from '../errors.js'
-import {hashSource, walkSource, type ScanOptions} from './scan.js'
+import {hashSourceFirst, walkSource, type ScanOptions} from './scan.js'
 import type {HashOptions} from './walk-aside.js'
 
 const port = parentPort!
@@ -14,10 +14,17 @@ try {
   const tree = await walkSource(root, options)
   port.postMessage({type: 'summary', print: tree.print, count: tree.files.length, warnings: tree.warnings})
   port.once('message', (hashOptions: HashOptions) => {
-    hashSource(tree, hashOptions).then(
-      (result) => port.postMessage({type: 'scanned', result}),
-      (error: unknown) => port.postMessage({type: 'error', error: toMirrorError(error).toJSON()}),
-    ).finally(() => port.close())
+    // This thread is the walk's own: blocking reads keep libuv's shared threadpool free. The
+    // hashes go out first, the cache is saved after (a publish lasts longer than that).
+    hashSourceFirst(tree, {...hashOptions, blocking: true})
+      .then(
+        async ({result, cacheSaved}) => {
+          port.postMessage({type: 'scanned', result})
+          await cacheSaved.catch(() => {})
+        },
+        (error: unknown) => port.postMessage({type: 'error', error: toMirrorError(error).toJSON()}),
+      )
+      .finally(() => port.close())
   })
 } catch (error) {
   port.postMessage({type: 'error', error: toMirrorError(error).toJSON()})

@@ -19,6 +19,12 @@ t.test('scan hashes files, honours exclude, and caches hashes by size and mtime'
   await fs.writeFile(join(dir, 'src/a.html'), 'abcd')
   const third = await scanSource(join(dir, 'src'), {exclude: ['.git/**'], cacheFile})
   t.equal(third.hashed, 1, 'only the changed file read')
+  t.same([...third.previous!], [['a.html', first.entries[1].hash]], 'the version it replaced is known (a delta can start from it)')
+  const touched = join(dir, 'src/sub/b.css')
+  await fs.utimes(touched, new Date(), new Date(Date.now() - 60_000))
+  const fourth = await scanSource(join(dir, 'src'), {exclude: ['.git/**'], cacheFile})
+  t.equal(fourth.hashed, 1, 'a touched file is read again')
+  t.same([...fourth.previous!], [], 'same content: no previous version to speak of')
 })
 
 t.test('hostile names are published faithfully; symlinks out of the tree are not followed', async (t) => {
