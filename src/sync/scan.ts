@@ -8,8 +8,6 @@ import {createReadStream, lstatSync, readdirSync, type Stats} from 'node:fs'
 import * as fs from 'node:fs/promises'
 import {isAbsolute, join, relative, sep} from 'node:path'
 
-import pLimit from 'p-limit'
-
 import {MirrorError} from '../errors.js'
 import {compileGlobs, type Matcher} from './globs.js'
 
@@ -127,27 +125,35 @@ const sourceFile = (path: string, abs: string, stats: Stats): SourceFile => ({pa
 export async function hashSource(tree: SourceTree, options: Pick<ScanOptions, 'cacheFile' | 'only'>): Promise<ScanResult> {
   const cache = options.cacheFile ? await readCache(options.cacheFile) : new Map<string, CacheRow>()
   const {files, warnings} = tree
-  const limit = pLimit(HASH_CONCURRENCY)
   let hashed = 0
   const entry = ({path, abs, size, mtimeMs, mode}: SourceFile, hash: string): SourceEntry => ({path, abs, size, mtimeMs: Math.floor(mtimeMs), mode: mode & 0o7777, hash})
   const entries: SourceEntry[] = []
-  const reading: Array<Promise<void>> = []
+  const toRead: SourceFile[] = []
   for (const file of files) {
     const row = cache.get(file.path)
-    if (row && row[0] === file.size && row[1] === file.mtimeMs && row[2] === file.ino) {
-      entries.push(entry(file, row[3]))
-      continue
-    }
-    reading.push(
-      limit(async () => {
+    if (row && row[0] === file.size && row[1] === file.mtimeMs && row[2] === file.ino) entries.push(entry(file, row[3]))
+    else toRead.push(file)
+  }
+  // A fixed set of readers taking the next file, not a queued task per file: on a first publish
+  // of 100,000 files, those tasks (a closure, promises and a context each) were 80 MB at once.
+  // The first failure stops them all.
+  let next = 0
+  let failed = false
+  const reader = async () => {
+    while (next < toRead.length && !failed) {
+      const file = toRead[next++]
+      try {
         const hash = await hashLocalFile(file.abs, file.size)
         hashed++
         cache.set(file.path, [file.size, file.mtimeMs, file.ino, hash])
         entries.push(entry(file, hash))
-      }),
-    )
+      } catch (error) {
+        failed = true
+        throw error
+      }
+    }
   }
-  await Promise.all(reading)
+  await Promise.all(Array.from({length: Math.min(HASH_CONCURRENCY, toRead.length)}, reader))
   entries.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0))
 
   if (options.cacheFile && hashed > 0) {
