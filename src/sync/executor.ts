@@ -12,6 +12,7 @@ import {JOURNAL, journalHeader, journalLine, serializeManifest, type Manifest} f
 import type {Action, TargetPlan} from './plan.js'
 import {recordAfter} from './planner.js'
 import {DELTA_MIN_SIZE, diffBuffers} from './delta.js'
+import type {SourceEntry} from './scan.js'
 import type {SharedReads} from './shared-reads.js'
 import type {SignatureStore} from './signatures.js'
 
@@ -28,7 +29,7 @@ export interface ExecuteOptions {
   /** Block signatures of large published files; enables delta transfer where the target can. */
   signatures?: SignatureStore
   /** Source files read once for all targets (bulk uploads). */
-  reads?: SharedReads
+  reads?: SharedReads<SourceEntry>
   /** The base manifest's bytes as they are on the slave: lets a rewrite send only what differs. */
   baseBytes?: Buffer
   /** Called after each successful manifest write with the bytes written and what they hold. */
@@ -202,8 +203,9 @@ export async function executePlan(target: Target, plan: TargetPlan, options: Exe
     const reported = new Set<string>()
     const reads = options.reads
     const files = batch.map((a) => {
-      const {abs, size, mode, mtimeMs} = a.source!
-      return {localPath: abs, path: a.path, size, options: {mode, mtimeMs}, read: reads ? () => reads.read(abs, size) : undefined}
+      const source = a.source!
+      const {size, mode, mtimeMs} = source
+      return {localPath: source.abs, path: a.path, size, options: {mode, mtimeMs}, read: reads ? () => reads.read(source) : undefined}
     })
     try {
       await target.putMany!(files, (path, error) => {

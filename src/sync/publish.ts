@@ -21,7 +21,7 @@ import {heldSource, loadManifest, recordHeldSource, saveManifestCopy, upToDateGe
 import {countActions, type RoutedEntry, type TargetPlan} from './plan.js'
 import {needsHash, pathsToProbe, planTarget, type SlaveFile} from './planner.js'
 import {compileGlobs} from './globs.js'
-import {hashSource, type ScanResult, type ScanWarning} from './scan.js'
+import {hashSource, type ScanResult, type ScanWarning, type SourceEntry} from './scan.js'
 import {walkAside} from './walk-aside.js'
 import {SharedReads} from './shared-reads.js'
 import {SignatureStore} from './signatures.js'
@@ -173,7 +173,7 @@ export async function publish(config: Config, options: PublishOptions = {}): Pro
       }
     }
     if (walked.count >= BIG_TREE_FILES) limitHeapGrowth()
-    scan = await hashSource(await walked.tree(), {cacheFile: join(config.stateDir, 'hash-cache.json'), only: options.only})
+    scan = await hashSource(await walked.tree(), {root: config.source, cacheFile: join(config.stateDir, 'hash-cache.json'), only: options.only})
     emit({type: 'scan-done', files: scan.entries.length, hashed: scan.hashed, durationMs: Date.now() - started})
     routed = routeEntries(config, scan.entries)
   } catch (error) {
@@ -197,18 +197,7 @@ export async function publish(config: Config, options: PublishOptions = {}): Pro
 
   const limit = pLimit(config.publish.parallel)
   const signatures = new SignatureStore(join(config.stateDir, 'signatures'))
-  // Counted on the first shared read only: a noop or a watch batch never needs it.
-  let readers: Map<string, number> | undefined
-  const reads = new SharedReads((abs) => {
-    if (!readers) {
-      readers = new Map()
-      // Targets that take the same segments share a map: each map counts once per target holding it.
-      const holders = new Map<Map<string, RoutedEntry>, number>()
-      for (const entries of routed.values()) holders.set(entries, (holders.get(entries) ?? 0) + 1)
-      for (const [entries, count] of holders) for (const {source} of entries.values()) readers.set(source.abs, (readers.get(source.abs) ?? 0) + count)
-    }
-    return readers.get(abs) ?? 1
-  })
+  const reads = new SharedReads<SourceEntry>(readersOf(config))
   // Targets whose manifests hold the same files share one parsed map (read-only from here on).
   const parsedFiles: ParsedFiles = new Map()
   const backupId = new Date().toISOString().replace(/[:.]/g, '-')
@@ -285,6 +274,24 @@ export async function publish(config: Config, options: PublishOptions = {}): Pro
     ),
   )
   return {source: config.source, files: scan.entries.length, hashed: scan.hashed, warnings: scan.warnings, dryRun: Boolean(options.dryRun), targets: outcomes}
+}
+
+/**
+ * How many targets a source file goes to: those of its segment. Asked once per file read, so
+ * nothing is stored per file; when every segment goes to as many targets, nothing is routed.
+ */
+function readersOf(config: Config): (file: SourceEntry) => number {
+  const count = new Map(config.segments.map((segment) => [segment, new Set(segment.targets).size]))
+  const counts = new Set(count.values())
+  if (counts.size <= 1) {
+    const all = [...counts][0] ?? 1
+    return () => all
+  }
+  const router = createRouter(config.segments)
+  return (file) => {
+    const segment = router.segmentFor(file.path)
+    return segment ? count.get(segment)! : 1
+  }
 }
 
 /** The walk's print with what decides where its files go: a change of either changes it. */
