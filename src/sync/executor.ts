@@ -79,6 +79,16 @@ const BULK_BATCH_FILES = 2000
  */
 const BIG_MANIFEST_FILES = 50_000
 const bigManifestWrites = pLimit(1)
+/**
+ * The bytes of the final big manifests, serialized one after the other into the same buffer:
+ * nothing keeps them once written, but four 13 MB buffers left for the collector were still a
+ * publish's peak. Let go when no big write waits.
+ */
+let bigManifestBuffer: Buffer | undefined
+const inBigManifestBuffer = (size: number) => {
+  if (!bigManifestBuffer || bigManifestBuffer.length < size) bigManifestBuffer = Buffer.allocUnsafe(size)
+  return bigManifestBuffer.subarray(0, size)
+}
 
 const isPage = (path: string) => /\.(html?|xhtml|php)$/i.test(path)
 
@@ -115,13 +125,22 @@ export async function executePlan(target: Target, plan: TargetPlan, options: Exe
     manifest.publishedAt = new Date().toISOString()
     manifest.publisher = options.publisher
     manifest.complete = final
+    const big = manifest.files.size >= BIG_MANIFEST_FILES
     const write = async () => {
-      const data = serializeManifest(manifest)
+      const data = big && final ? serializeManifest(manifest, inBigManifestBuffer) : serializeManifest(manifest)
       await writeManifest(target, data, onSlave)
-      onSlave = data
+      // Kept only for a later write to be diffed against: after the final one there is none.
+      onSlave = final ? undefined : data
       await options.onManifestWritten?.(data, manifest)
     }
-    await (manifest.files.size >= BIG_MANIFEST_FILES ? bigManifestWrites(write) : write())
+    if (!big) return write()
+    await bigManifestWrites(async () => {
+      try {
+        await write()
+      } finally {
+        if (bigManifestWrites.pendingCount === 0) bigManifestBuffer = undefined
+      }
+    })
   }
   // A publish that lasts writes the manifest once as incomplete, then journals what lands: the
   // bytes it costs grow with the files sent, not with the size of the tree times the flushes.
