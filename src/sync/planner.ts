@@ -6,7 +6,6 @@
 import type {RemoteStat} from '../targets/target.js'
 import type {Manifest, ManifestRecord} from './manifest.js'
 import {countActions, type Action, type RoutedEntry, type TargetPlan} from './plan.js'
-import type {SourceEntry} from './scan.js'
 
 /** What the slave has at a path: its stat, plus its hash when the publisher computed one. */
 export interface SlaveFile extends RemoteStat {
@@ -66,13 +65,11 @@ function slaveIsAsPublished(slave: SlaveFile, record: ManifestRecord): boolean {
 const describeNonFile = (slave: SlaveFile) => `a ${slave.type === 'dir' ? 'directory' : slave.type} stands there on the slave`
 
 /**
- * The "add" of a routed entry is the same action on every target it goes to, and so is the
- * record of a source file that landed: each is made once, not once per target (a first
- * publish of 100,000 files to four slaves would otherwise hold 400,000 of each). Neither is
- * ever changed once made.
+ * The "add" of a routed entry is the same action on every target it goes to: made once, not
+ * once per target (a first publish of 100,000 files to four slaves would otherwise hold
+ * 400,000). It is never changed once made.
  */
 const addActions = new WeakMap<RoutedEntry, Action>()
-const landedRecords = new WeakMap<SourceEntry, ManifestRecord>()
 
 function addAction(entry: RoutedEntry): Action {
   let action = addActions.get(entry)
@@ -180,7 +177,8 @@ export function planTarget(input: PlanInput): TargetPlan {
 /**
  * The manifest record an action leaves behind, or null when the path leaves the manifest
  * (deleted, or kept but no longer published so no longer managed), or undefined when the
- * record does not change (keep of a published file, conflict).
+ * record does not change (keep of a published file, conflict). A new record at each call: the
+ * executor makes them only to write them.
  */
 export function recordAfter(action: Action): ManifestRecord | null | undefined {
   switch (action.kind) {
@@ -188,12 +186,7 @@ export function recordAfter(action: Action): ManifestRecord | null | undefined {
     case 'update':
     case 'repair': {
       const s = action.source!
-      let record = landedRecords.get(s)
-      if (!record) {
-        record = {hash: s.hash, size: s.size, mtimeMs: Math.floor(s.mtimeMs / 1000) * 1000, mode: s.mode}
-        landedRecords.set(s, record)
-      }
-      return record
+      return {hash: s.hash, size: s.size, mtimeMs: Math.floor(s.mtimeMs / 1000) * 1000, mode: s.mode}
     }
     case 'adopt': {
       const s = action.source!

@@ -21,7 +21,7 @@ import {heldSource, loadManifest, recordHeldSource, saveManifestCopy, upToDateGe
 import {countActions, type RoutedEntry, type TargetPlan} from './plan.js'
 import {needsHash, pathsToProbe, planTarget, type SlaveFile} from './planner.js'
 import {compileGlobs} from './globs.js'
-import type {ScanResult, ScanWarning} from './scan.js'
+import type {ScanResult, ScanWarning, SourceEntry} from './scan.js'
 import {walkConfigSource, type WalkedTree} from './walk-aside.js'
 import {deltaSized} from './delta.js'
 import {SharedReads} from './shared-reads.js'
@@ -213,18 +213,7 @@ export async function publish(config: Config, options: PublishOptions = {}): Pro
   const limit = pLimit(config.publish.parallel)
   const signatures = new SignatureStore(join(config.stateDir, 'signatures'))
   if (!options.dryRun) startDeltas(scan, signatures)
-  // Counted on the first shared read only: a noop or a watch batch never needs it.
-  let readers: Map<string, number> | undefined
-  const reads = new SharedReads((abs) => {
-    if (!readers) {
-      readers = new Map()
-      // Targets that take the same segments share a map: each map counts once per target holding it.
-      const holders = new Map<Map<string, RoutedEntry>, number>()
-      for (const entries of routed.values()) holders.set(entries, (holders.get(entries) ?? 0) + 1)
-      for (const [entries, count] of holders) for (const {source} of entries.values()) readers.set(source.abs, (readers.get(source.abs) ?? 0) + count)
-    }
-    return readers.get(abs) ?? 1
-  })
+  const reads = new SharedReads<SourceEntry>(readersOf(config))
   const backupId = new Date().toISOString().replace(/[:.]/g, '-')
   const outcomes = await Promise.all(
     selected.map((targetConfig) =>
@@ -348,6 +337,24 @@ function startDeltas(scan: ScanResult, signatures: SignatureStore): void {
   if (!scan.previous || scan.previous.size === 0) return
   const changed = scan.entries.filter((e) => deltaSized(e.size) && scan.previous!.has(e.path)).sort((a, b) => b.size - a.size)
   for (const entry of changed) signatures.deltaFor(scan.previous.get(entry.path)!, entry.hash, entry.abs).catch(() => {})
+}
+
+/**
+ * How many targets a source file goes to: those of its segment. Asked once per file read, so
+ * nothing is stored per file; when every segment goes to as many targets, nothing is routed.
+ */
+function readersOf(config: Config): (file: SourceEntry) => number {
+  const count = new Map(config.segments.map((segment) => [segment, new Set(segment.targets).size]))
+  const counts = new Set(count.values())
+  if (counts.size <= 1) {
+    const all = [...counts][0] ?? 1
+    return () => all
+  }
+  const router = createRouter(config.segments)
+  return (file) => {
+    const segment = router.segmentFor(file.path)
+    return segment ? count.get(segment)! : 1
+  }
 }
 
 /** The walk's print with what decides where its files go: a change of either changes it. */

@@ -4,6 +4,12 @@
 
 import {readFile} from 'node:fs/promises'
 
+/** A source file to read: the same object for every target that sends it (a source entry). */
+export interface SharedFile {
+  readonly abs: string
+  readonly size: number
+}
+
 interface Kept {
   data: Promise<Buffer>
   /** Readers still expected. */
@@ -11,28 +17,30 @@ interface Kept {
   size: number
 }
 
-export class SharedReads {
-  private readonly kept = new Map<string, Kept>()
+export class SharedReads<F extends SharedFile = SharedFile> {
+  /** By the file object, not its path: entries do not store their absolute paths (see scan.ts). */
+  private readonly kept = new Map<F, Kept>()
   private bytes = 0
 
-  /** `readers(abs)`: how many targets may read this file (an upper bound is fine). */
+  /** `readers(file)`: how many targets may read this file (an upper bound is fine). */
   constructor(
-    private readonly readers: (abs: string) => number,
+    private readonly readers: (file: F) => number,
     private readonly maxBytes = 16 << 20,
   ) {}
 
-  read(abs: string, size: number): Promise<Buffer> {
-    const hit = this.kept.get(abs)
+  read(file: F): Promise<Buffer> {
+    const hit = this.kept.get(file)
     if (hit) {
-      if (--hit.left <= 0) this.drop(abs)
+      if (--hit.left <= 0) this.drop(file)
       return hit.data
     }
-    const data = readFile(abs)
-    const left = this.readers(abs) - 1
+    const data = readFile(file.abs)
+    const left = this.readers(file) - 1
+    const {size} = file
     if (left > 0 && size <= this.maxBytes / 2) {
-      this.kept.set(abs, {data, left, size})
+      this.kept.set(file, {data, left, size})
       this.bytes += size
-      data.catch(() => this.drop(abs))
+      data.catch(() => this.drop(file))
       // Map order is insertion order: the first kept is the oldest.
       for (const oldest of this.kept.keys()) {
         if (this.bytes <= this.maxBytes) break
@@ -42,10 +50,10 @@ export class SharedReads {
     return data
   }
 
-  private drop(abs: string): void {
-    const kept = this.kept.get(abs)
+  private drop(file: F): void {
+    const kept = this.kept.get(file)
     if (!kept) return
-    this.kept.delete(abs)
+    this.kept.delete(file)
     this.bytes -= kept.size
   }
 }

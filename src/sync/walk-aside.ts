@@ -2,6 +2,7 @@
 // targets' SSH handshakes on another core instead of taking turns with them. The tree's print
 // comes back first; the files are hashed there too, and cross over only when the caller needs
 // them (a quick noop never does), while this thread locks the targets and reads their manifests.
+// A very big tree is hashed on the calling thread instead (memory: see HASH_ASIDE_MAX_FILES).
 
 import {join} from 'node:path'
 import {Worker} from 'node:worker_threads'
@@ -9,16 +10,24 @@ import {Worker} from 'node:worker_threads'
 import type {Config} from '../config/load.js'
 
 import {MirrorError, type ErrorCode} from '../errors.js'
-import {hashSource, walkSource, type ScanOptions, type ScanResult, type ScanWarning, type SourceTree} from './scan.js'
+import {hashSource, reviveEntries, walkSource, type HashOptions, type ScanOptions, type ScanResult, type ScanWarning, type SourceFile, type SourceTree} from './scan.js'
 
-export type HashOptions = Pick<ScanOptions, 'cacheFile' | 'only'>
+/** What the caller decides of the hashing; where the files are is the walk's. */
+export type ScanRequest = Pick<HashOptions, 'cacheFile' | 'only'>
+
+/**
+ * Up to this many files the worker hashes them itself. Above, the file list crosses over and
+ * is hashed here: the worker's copy of the tree and of the hash cache, held beside this
+ * thread's tables until the cache is saved, would raise a big publish's peak memory.
+ */
+const HASH_ASIDE_MAX_FILES = 50_000
 
 export interface WalkedTree {
   print: string
   count: number
   warnings: ScanWarning[]
   /** The tree's files with their hashes (see hashSource), handed over once. */
-  scan(options: HashOptions): Promise<ScanResult>
+  scan(request: ScanRequest): Promise<ScanResult>
   /** Lets the worker go when the file list is not needed. */
   close(): void
 }
@@ -26,6 +35,7 @@ export interface WalkedTree {
 type Message =
   | {type: 'summary'; print: string; count: number; warnings: ScanWarning[]}
   | {type: 'scanned'; result: ScanResult}
+  | {type: 'files'; files: SourceFile[]}
   | {type: 'error'; error: {code: ErrorCode; message: string; path?: string; suggestion?: string}}
 
 /**
@@ -48,12 +58,12 @@ function stateDirExclude(config: Config): string[] {
 export async function walkAside(root: string, options: Pick<ScanOptions, 'exclude' | 'only'>): Promise<WalkedTree> {
   // A watch batch names a few paths: not worth a thread. Run from TypeScript source (the tests
   // under tap), a worker would compile its modules again, for seconds: only the build uses one.
-  if (options.only || !import.meta.url.endsWith('.js')) return inline(await walkSource(root, options))
+  if (options.only || !import.meta.url.endsWith('.js')) return inline(root, await walkSource(root, options))
   let worker: Worker
   try {
     worker = new Worker(new URL('./walk-worker.js', import.meta.url), {workerData: {root, options}})
   } catch {
-    return inline(await walkSource(root, options))
+    return inline(root, await walkSource(root, options))
   }
   // Keeps the process alive only while an answer is awaited: a publish that ends without
   // asking for the file list (an error on the way) just leaves it behind.
@@ -93,7 +103,7 @@ export async function walkAside(root: string, options: Pick<ScanOptions, 'exclud
     first = await next()
   } catch {
     // A worker that cannot run here (not a walk that failed): the same walk, on this thread.
-    return inline(await walkSource(root, options))
+    return inline(root, await walkSource(root, options))
   }
   if (first?.type !== 'summary') return fail(first)
   const summary = first
@@ -102,16 +112,22 @@ export async function walkAside(root: string, options: Pick<ScanOptions, 'exclud
     print: summary.print,
     count: summary.count,
     warnings: summary.warnings,
-    async scan(hashOptions: HashOptions) {
+    async scan(request: ScanRequest) {
       if (asked) throw new MirrorError('INTERNAL', 'the walked tree was already handed over')
       asked = true
       const answer = next()
-      worker.postMessage(hashOptions)
+      if (summary.count > HASH_ASIDE_MAX_FILES) {
+        worker.postMessage('files')
+        const message = await answer
+        if (message?.type !== 'files') return fail(message)
+        return hashSource({files: message.files, warnings: summary.warnings, print: summary.print}, {...request, root})
+      }
+      worker.postMessage(request)
       const message = await answer
       if (message?.type !== 'scanned') return fail(message)
       // The worker saves the hash cache after answering, then ends: the process waits for it.
       worker.ref()
-      return message.result
+      return {...message.result, entries: reviveEntries(message.result.entries)}
     },
     close() {
       if (!asked) void worker.terminate()
@@ -119,17 +135,17 @@ export async function walkAside(root: string, options: Pick<ScanOptions, 'exclud
   }
 }
 
-function inline(walked: SourceTree): WalkedTree {
+function inline(root: string, walked: SourceTree): WalkedTree {
   let kept: SourceTree | undefined = walked
   return {
     print: walked.print,
     count: walked.files.length,
     warnings: walked.warnings,
-    async scan(hashOptions: HashOptions) {
+    async scan(request: ScanRequest) {
       if (!kept) throw new MirrorError('INTERNAL', 'the walked tree was already handed over')
       const tree = kept
       kept = undefined
-      return hashSource(tree, hashOptions)
+      return hashSource(tree, {...request, root})
     },
     close() {},
   }

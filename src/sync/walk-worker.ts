@@ -1,11 +1,11 @@
-// The worker side of walk-aside.ts: walks the source, sends the tree's summary, and hashes the
-// files (hashSource) and sends them only when asked for them.
+// The worker side of walk-aside.ts: walks the source, sends the tree's summary, then, when asked,
+// hashes the files (hashSource) and sends the entries, or sends the file list itself.
 
 import {parentPort, workerData} from 'node:worker_threads'
 
 import {toMirrorError} from '../errors.js'
 import {hashSourceFirst, walkSource, type ScanOptions} from './scan.js'
-import type {HashOptions} from './walk-aside.js'
+import type {ScanRequest} from './walk-aside.js'
 
 const port = parentPort!
 const {root, options} = workerData as {root: string; options: Pick<ScanOptions, 'exclude' | 'only'>}
@@ -13,10 +13,15 @@ const {root, options} = workerData as {root: string; options: Pick<ScanOptions, 
 try {
   const tree = await walkSource(root, options)
   port.postMessage({type: 'summary', print: tree.print, count: tree.files.length, warnings: tree.warnings})
-  port.once('message', (hashOptions: HashOptions) => {
+  port.once('message', (request: ScanRequest | 'files') => {
+    if (request === 'files') {
+      port.postMessage({type: 'files', files: tree.files})
+      port.close()
+      return
+    }
     // This thread is the walk's own: blocking reads keep libuv's shared threadpool free. The
     // hashes go out first, the cache is saved after (a publish lasts longer than that).
-    hashSourceFirst(tree, {...hashOptions, blocking: true})
+    hashSourceFirst(tree, {...request, root, blocking: true})
       .then(
         async ({result, cacheSaved}) => {
           port.postMessage({type: 'scanned', result})

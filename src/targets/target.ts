@@ -134,7 +134,10 @@ export interface Target {
   /** Reads a file of the target's state (outside the web root); null when it does not exist. */
   readState(name: string): Promise<Buffer | null>
 
-  /** Writes a file of the target's state atomically (temporary name, then rename). */
+  /**
+   * Writes a file of the target's state atomically (temporary name, then rename). `data` is not
+   * read once the promise settles: the caller may reuse it.
+   */
   writeState(name: string, data: Buffer): Promise<void>
 
   /**
@@ -150,6 +153,7 @@ export interface Target {
    * Present when `capabilities.copyData`: replaces a file of the target's state, as
    * `writeState` does, with `data` rebuilt from `ops`: `copy` ranges of the file now there (which
    * must be `baseSize` bytes long, else this writes `data` whole), `data` ranges of `data`.
+   * Like `writeState`, it does not read `data` once the promise settles.
    */
   patchState?(name: string, baseSize: number, ops: readonly DeltaOp[], data: Buffer): Promise<void>
 

@@ -651,9 +651,16 @@ export class SftpTarget implements Target {
   async writeState(name: string, data: Buffer): Promise<void> {
     this.check(name)
     await this.replaceState(name, data.length, async (channel, to) => {
+      // A window of writes, not all at once: each request is a copy of its chunk until the
+      // slave takes it, and a 100,000-file manifest is 13 MB.
+      const limit = pLimit(FILE_WINDOW)
       const writes: Array<Promise<void>> = []
-      for (let offset = 0; offset < data.length; offset += CHUNK) writes.push(channel.write(to, data, offset, Math.min(CHUNK, data.length - offset), offset))
-      await Promise.all(writes)
+      for (let offset = 0; offset < data.length; offset += CHUNK) writes.push(limit(() => channel.write(to, data, offset, Math.min(CHUNK, data.length - offset), offset)))
+      // On a failure the writes not sent yet never are: `data` is the caller's again.
+      await Promise.all(writes).catch((error) => {
+        limit.clearQueue()
+        throw error
+      })
     })
   }
 
@@ -668,6 +675,7 @@ export class SftpTarget implements Target {
         const from = await channel.open(file, 'r')
         source = {channel, handle: from}
         const requests: Array<Promise<void>> = []
+        const limit = pLimit(FILE_WINDOW)
         let at = 0
         for (const op of ops) {
           const start = at
@@ -675,11 +683,14 @@ export class SftpTarget implements Target {
             // copy-data reads "to end of file" when the length is 0: an empty op must not be sent.
             if (op.length > 0) requests.push(channel.copyData(from, op.from, op.length, to, start))
           } else {
-            for (let done = 0; done < op.length; done += CHUNK) requests.push(channel.write(to, data, op.offset + done, Math.min(CHUNK, op.length - done), start + done))
+            for (let done = 0; done < op.length; done += CHUNK) requests.push(limit(() => channel.write(to, data, op.offset + done, Math.min(CHUNK, op.length - done), start + done)))
           }
           at += op.length
         }
-        await Promise.all(requests)
+        await Promise.all(requests).catch((error) => {
+          limit.clearQueue()
+          throw error
+        })
       })
     } finally {
       if (source) await source.channel.close(source.handle).catch(() => {})

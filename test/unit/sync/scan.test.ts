@@ -39,6 +39,11 @@ t.test('hostile names are published faithfully; symlinks out of the tree are not
   const result = await scanSource(join(dir, 'src'), {exclude: []})
   t.same(result.entries.map((e) => e.path).sort(), ['alias.txt', 'new\nline.html', 'quote\'s "x".html', 'real.txt', 'tab\there.txt'].sort())
   t.equal(result.entries.find((e) => e.path === 'alias.txt')?.hash, result.entries.find((e) => e.path === 'real.txt')?.hash, 'an in-tree link is published as its file')
+  const printed = JSON.parse(JSON.stringify(result.entries)) as Array<{path: string; abs: string}>
+  const real = await fs.realpath(join(dir, 'src/real.txt'))
+  t.equal(printed.find((e) => e.path === 'alias.txt')?.abs, real, 'a link is sent from (and printed as) the file it points to')
+  t.equal(printed.find((e) => e.path === 'new\nline.html')?.abs, join(dir, 'src', 'new\nline.html'), 'a file is sent from its place in the source')
+  t.equal(result.entries.find((e) => e.path === 'real.txt')?.abs, join(dir, 'src/real.txt'))
   const warned = Object.fromEntries(result.warnings.map((w) => [w.path, w.message]))
   t.match(warned['escape.txt'], /outside the source tree/)
   t.match(warned['escape-dir'], /outside the source tree|directory/)
