@@ -263,7 +263,7 @@ export async function executePlan(target: Target, plan: TargetPlan, options: Exe
   // largest first, on the delta thread, while the small files go out.
   if (options.signatures) {
     const signatures = options.signatures
-    const deltas = plan.actions.filter((a) => deltaPossible(target, a, signatures)).sort((a, b) => b.source!.size - a.source!.size)
+    const deltas = plan.actions.filter((a) => deltaPossible(target, a)).sort((a, b) => b.source!.size - a.source!.size)
     for (const a of deltas) signatures.deltaFor(a.baseHash!, a.source!.hash, a.source!.abs).catch(() => {})
   }
 
@@ -407,7 +407,7 @@ async function send(target: Target, action: Action, signatures: SignatureStore |
   }
   let result = {bytes: source.size, delta: false}
   // Computed once for all targets, off this thread; undefined when the old version's signature is unknown.
-  const delta = deltaPossible(target, action, signatures) ? await signatures.deltaFor(action.baseHash!, source.hash, source.abs) : undefined
+  const delta = deltaPossible(target, action) ? await signatures.deltaFor(action.baseHash!, source.hash, source.abs) : undefined
   // A delta that saves less than a fifth is not worth the extra requests.
   if (delta && delta.literalBytes < source.size * 0.8) {
     await target.patch!(source.abs, action.path, delta.ops, options)
@@ -421,8 +421,8 @@ async function send(target: Target, action: Action, signatures: SignatureStore |
 }
 
 /** The action may go as a delta: an update of a large file whose slave copy is the published one, on a target that copies ranges. */
-function deltaPossible(target: Target, action: Action, signatures: SignatureStore): boolean {
-  return Boolean(signatures && deltaSized(action.source!.size) && action.kind === 'update' && action.baseHash && !action.backup && target.patch && target.capabilities.copyData)
+function deltaPossible(target: Target, action: Action): boolean {
+  return Boolean(action.kind === 'update' && action.source && deltaSized(action.source.size) && action.baseHash && !action.backup && target.patch && target.capabilities.copyData)
 }
 
 /**

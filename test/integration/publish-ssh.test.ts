@@ -112,8 +112,11 @@ t.test('a big file changed a little is rebuilt on the slave from its old blocks 
   t.equal((await p.cli('publish')).code, 0)
   const changed = Buffer.concat([video.subarray(0, 1_500_000), Buffer.alloc(4096, 'x'), video.subarray(1_500_000)])
   await fs.writeFile(join(p.dir, 'public/video.mp4'), changed)
+  // In the same publish, a page goes away: deletes and a delta side by side.
+  await fs.rm(join(p.dir, 'public/about.html'))
   const r = await p.cli('publish', '--json')
   t.equal(r.code, 0, r.stderr)
+  t.notOk(existsSync(join(p.root('cache1'), 'about.html')), 'the removed page is deleted on the slave')
   const reports = Object.fromEntries(JSON.parse(r.stdout).targets.map((o: {target: string; report: {deltas: number; bytes: number}}) => [o.target, o.report]))
   t.equal(reports.cache1.deltas, 1, 'sent as a delta')
   t.ok(reports.cache1.bytes < 100_000, `only about the inserted bytes went over the wire (${reports.cache1.bytes})`)

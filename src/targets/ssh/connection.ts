@@ -117,6 +117,8 @@ export class SshConnection {
   private execProbe: Promise<boolean> | undefined
   private homeDir: Promise<string> | undefined
   private widening = false
+  /** Channels being opened in the background: close waits for them (ssh2 fails on a late one). */
+  private readonly opening = new Set<Promise<unknown>>()
   /** Set once the connection is gone; every later call fails with it. */
   lost: MirrorError | undefined
   private readonly client: ClientType
@@ -285,13 +287,17 @@ export class SshConnection {
     if (this.widening || this.lost) return
     this.widening = true
     for (let i = 1; i < this.wantedChannels; i++) {
-      this.openSftp().then(
-        (channel) => {
+      this.background(
+        this.openSftp().then((channel) => {
           if (!this.lost) this.channels.push(channel)
-        },
-        () => {},
+        }),
       )
     }
+  }
+
+  private background(work: Promise<unknown>): void {
+    const settled = work.catch(() => {}).finally(() => this.opening.delete(settled))
+    this.opening.add(settled)
   }
 
   /** The SSH user's home directory on the slave (SFTP's starting directory); asked once. */
@@ -306,10 +312,13 @@ export class SshConnection {
    * exec requests but run sftp-server, so the probe checks the output, not just the exit code.
    */
   canExec(): Promise<boolean> {
-    this.execProbe ??= this.runRaw(`printf ${EXEC_PROBE_OUTPUT}`, undefined, Math.min(EXEC_PROBE_MS, this.options.timeoutMs)).then(
-      (result) => result.code === 0 && result.stdout.toString() === EXEC_PROBE_OUTPUT,
-      () => false,
-    )
+    if (!this.execProbe) {
+      this.execProbe = this.runRaw(`printf ${EXEC_PROBE_OUTPUT}`, undefined, Math.min(EXEC_PROBE_MS, this.options.timeoutMs)).then(
+        (result) => result.code === 0 && result.stdout.toString() === EXEC_PROBE_OUTPUT,
+        () => false,
+      )
+      this.background(this.execProbe)
+    }
     return this.execProbe
   }
 
@@ -448,6 +457,11 @@ export class SshConnection {
   async close(): Promise<void> {
     if (this.closed) return
     this.closed = true
+    // A channel still being opened when the connection ends makes ssh2 throw from its stream
+    // code, out of reach: let them finish first (they take a round trip).
+    if (this.opening.size > 0 && !this.lost && this.sock && !this.sock.destroyed) {
+      await Promise.race([Promise.all(this.opening), new Promise((resolve) => setTimeout(resolve, 1000).unref())])
+    }
     this.markLost(new MirrorError('CONNECTION_LOST', 'the connection was closed', {target: this.target}))
     if (!this.sock || this.sock.destroyed) return
     await new Promise<void>((resolve) => {

@@ -768,8 +768,6 @@ export class SftpTarget implements Target {
   }
 
   async lock(owner: LockOwner, breakLock = false): Promise<void> {
-    // A publish with work to do: the other channels and the exec probe get ready meanwhile.
-    void this.working
     const token = `${owner.host}:${owner.pid}:${randomBytes(6).toString('hex')}`
     const body = Buffer.from(JSON.stringify({...owner, token}))
     if (breakLock) {
