@@ -315,12 +315,15 @@ async function resolveInTree(realRoot: string, abs: string): Promise<{abs: strin
   return {abs: real, stats}
 }
 
+/** The read buffer of hashLocalFileSync: one per thread (a megabyte per file was gigabytes of garbage). */
+let syncReadBuffer: Buffer | undefined
+
 /** hashLocalFile with blocking reads, a megabyte at a time. */
 export function hashLocalFileSync(abs: string): string {
   const hash = createHash('sha256')
   const fd = openSync(abs, 'r')
   try {
-    const buffer = Buffer.allocUnsafe(SMALL_FILE)
+    const buffer = (syncReadBuffer ??= Buffer.allocUnsafe(SMALL_FILE))
     for (let n = readSync(fd, buffer); n > 0; n = readSync(fd, buffer)) hash.update(buffer.subarray(0, n))
   } finally {
     closeSync(fd)
