@@ -300,7 +300,7 @@ export async function executePlan(target: Target, plan: TargetPlan, options: Exe
           ),
         ),
       )
-      await removeEmptiedDirs(target, deletes.map((a) => a.path), new Set(currentFiles().keys()))
+      await removeEmptiedDirs(target, deletes.map((a) => a.path), currentFiles().keys())
     }
   }
 
@@ -429,7 +429,7 @@ function deltaPossible(target: Target, action: Action): boolean {
  * After deletes, removes directories left empty, deepest first. Directories that still hold a
  * published file, or anything of the slave's own, are not empty and stay.
  */
-async function removeEmptiedDirs(target: Target, deleted: string[], stillPublished: Set<string>): Promise<void> {
+async function removeEmptiedDirs(target: Target, deleted: string[], stillPublished: Iterable<string>): Promise<void> {
   const candidates = new Set<string>()
   for (const path of deleted) for (const dir of parentDirs(path)) candidates.add(dir)
   // A candidate that still holds a published file stays; each path's parents, innermost first.

@@ -3,7 +3,7 @@
 // target's state (manifest, lock, backups) kept outside the web root. The wire is connection.ts.
 
 import {createHash, randomBytes} from 'node:crypto'
-import {open as openLocal, readFile} from 'node:fs/promises'
+import {open as openLocal, readFile, type FileHandle} from 'node:fs/promises'
 import {posix} from 'node:path'
 
 import pLimit from 'p-limit'
@@ -296,9 +296,14 @@ export class SftpTarget implements Target {
     let size = 0
     let written = 0
     // The caller's copy of the bytes when it has one; else the file is read here, chunk by chunk.
-    const [data, local] = await Promise.all([options.read?.(), options.read ? undefined : openLocal(localPath, 'r')]).catch((error) => {
+    let data: Buffer | undefined
+    let local: FileHandle | undefined
+    try {
+      if (options.read) data = await options.read()
+      else local = await openLocal(localPath, 'r')
+    } catch (error) {
       throw withContext(error, this.name, path)
-    })
+    }
     const limit = pLimit(FILE_WINDOW)
     const readChunk = async (buffer: Buffer, length: number, offset: number) =>
       data ? data.copy(buffer, 0, offset, offset + length) : (await local!.read(buffer, 0, length, offset)).bytesRead
