@@ -24,11 +24,11 @@ Same as \`mirror publish --dry-run\`.`
 
   async run(): Promise<void> {
     const config = await this.loadConfig()
-    // As in publish: the walk starts on its own thread before the rest loads.
-    const {walkConfigSource} = await import('../sync/walk-aside.js')
-    const walking = walkConfigSource(config)
+    // The walk (on its own thread) and the connections start before the rest of the publish loads.
+    const {startPublish} = await import('../cli/head-start.js')
+    const started = await startPublish(config, this.flags.target)
     const {publish} = await import('../sync/publish.js')
-    const result = await publish(config, {walking, targets: this.flags.target, dryRun: true, force: this.flags.force, verify: this.flags.verify})
+    const result = await publish(config, {...started, targets: this.flags.target, dryRun: true, force: this.flags.force, verify: this.flags.verify})
     const failed = result.targets.filter((o) => o.error)
     process.exitCode = failed.length === 0 ? 0 : failed.length === result.targets.length ? 1 : 3
     if (this.flags.json) {

@@ -38,12 +38,12 @@ export default class Publish extends BaseCommand<typeof Publish> {
     process.once('SIGINT', stop)
     process.once('SIGTERM', stop)
     try {
-      // The walk starts on its own thread before the rest of the publish (ssh2 and all) loads.
-      const {walkConfigSource} = await import('../sync/walk-aside.js')
-      const walking = walkConfigSource(config)
+      // The walk (on its own thread) and the connections start before the rest of the publish loads.
+      const {startPublish} = await import('../cli/head-start.js')
+      const started = await startPublish(config, flags.target)
       const {publish} = await import('../sync/publish.js')
       const result = await publish(config, {
-        walking,
+        ...started,
         targets: flags.target,
         dryRun: flags['dry-run'],
         force: flags.force,

@@ -8,7 +8,7 @@ import {MirrorError, withContext} from '../errors.js'
 import {parentDirs} from '../targets/paths.js'
 import type {Target} from '../targets/target.js'
 import type {PublishEvent} from './events.js'
-import {JOURNAL, journalHeader, journalLine, serializeManifest, type Manifest} from './manifest.js'
+import {JOURNAL, journalHeader, journalLine, serializeManifest, type Manifest, type ManifestBodies} from './manifest.js'
 import type {Action, TargetPlan} from './plan.js'
 import {recordAfter} from './planner.js'
 import {DELTA_MIN_SIZE, deltaSized, diffBuffers} from './delta.js'
@@ -32,6 +32,8 @@ export interface ExecuteOptions {
   reads?: SharedReads<SourceEntry>
   /** The base manifest's bytes as they are on the slave: lets a rewrite send only what differs. */
   baseBytes?: Buffer
+  /** Final manifest bodies shared with the other targets of the publish. */
+  bodies?: ManifestBodies
   /** Called after each successful manifest write with the bytes written and what they hold. */
   onManifestWritten?: (data: Buffer, manifest: Manifest) => Promise<void>
 }
@@ -120,6 +122,10 @@ export async function executePlan(target: Target, plan: TargetPlan, options: Exe
     }
     return files
   }
+  // The recorded changes, as journal lines in plan order: what the final manifest adds to the base.
+  function* changes() {
+    for (let i = 0; i < recorded.length; i++) if (recorded[i]) yield journalLine(plan.actions[i].path, recordAfter(plan.actions[i])!)
+  }
   // Changes recorded since the manifest was last written or journalled.
   let pending: string[] = []
   const apply = (action: Action) => {
@@ -146,8 +152,10 @@ export async function executePlan(target: Target, plan: TargetPlan, options: Exe
     const head = {target: options.base.target, generation, publishedAt: new Date().toISOString(), publisher: options.publisher, complete: final}
     const big = fileCount >= BIG_MANIFEST_FILES
     const write = async () => {
-      const manifest: Manifest = {...head, files: currentFiles()}
-      const data = big && final ? serializeManifest(manifest, inBigManifestBuffer) : serializeManifest(manifest)
+      // Big manifests are not shared: their bytes are the peak memory of a big publish (see BIG_MANIFEST_FILES).
+      const body = final && !big ? options.bodies?.get(base, changes(), currentFiles) : undefined
+      const manifest: Manifest = {...head, files: body?.files ?? currentFiles()}
+      const data = big && final ? serializeManifest(manifest, inBigManifestBuffer) : serializeManifest(manifest, undefined, body)
       await writeManifest(target, data, onSlave)
       // Kept only for a later write to be diffed against: after the final one there is none.
       onSlave = final ? undefined : data

@@ -9,7 +9,7 @@ import {join} from 'node:path'
 import type {TargetConfig} from '../config/schema.js'
 import {MirrorError} from '../errors.js'
 import type {Target} from '../targets/target.js'
-import {applyJournal, fingerprint, JOURNAL, parseManifest, type Manifest, type ParsedFiles} from './manifest.js'
+import {applyJournal, fingerprint, JOURNAL, parseManifest, type Manifest, type ManifestRecord, type ParsedFiles} from './manifest.js'
 
 export interface LoadedManifest {
   /** null on a first publish, or when the slave's manifest is damaged (then `corrupt` is set). */
@@ -146,6 +146,11 @@ async function writeMeta(base: string, meta: CopyMeta): Promise<void> {
   await fs.rename(temp, `${base}.meta.json`)
 }
 
+/** Fingerprints by files map: targets that share one (see ManifestBodies) share its fingerprint. */
+const fingerprints = new WeakMap<Map<string, ManifestRecord>, string>()
+
 function manifestFingerprint(manifest: Manifest): string {
-  return fingerprint(manifest.files.keys(), (path) => manifest.files.get(path)!)
+  let print = fingerprints.get(manifest.files)
+  if (print === undefined) fingerprints.set(manifest.files, (print = fingerprint(manifest.files.keys(), (path) => manifest.files.get(path)!)))
+  return print
 }

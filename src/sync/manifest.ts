@@ -42,24 +42,22 @@ export function emptyManifest(target: string): Manifest {
   return {target, generation: 0, publishedAt: '', publisher: '', complete: true, files: new Map()}
 }
 
-/** `alloc` gives the buffer of the exact size the bytes are written into (a new one by default). */
-export function serializeManifest(manifest: Manifest, alloc: (size: number) => Buffer = Buffer.allocUnsafe): Buffer {
+/** The "files" of a manifest as stored: its rows' bytes (between the braces) and their checksum. */
+export interface ManifestBody {
+  files: Map<string, ManifestRecord>
+  rows: Buffer
+  checksum: string
+}
+
+/**
+ * `alloc` gives the buffer of the exact size the bytes are written into (a new one by default).
+ * `body`, when given, holds the rows already serialized (see ManifestBodies).
+ */
+export function serializeManifest(manifest: Manifest, alloc: (size: number) => Buffer = Buffer.allocUnsafe, body?: ManifestBody): Buffer {
   // Row by row into one buffer of the exact size: neither an object with a property per file,
   // nor the manifest as one string, nor pieces to join (100,000 files are 13 MB, and the targets
   // of a big publish finish together). A first pass measures the rows and checksums them.
-  const paths = [...manifest.files.keys()].sort()
-  const row = (i: number) => {
-    const r = manifest.files.get(paths[i])!
-    return `${i === 0 ? '' : ','}${JSON.stringify(paths[i])}:[${JSON.stringify(r.hash)},${r.size},${r.mtimeMs},${r.mode}]`
-  }
-  const checksum = createHash('sha256').update('{')
-  let rowBytes = 0
-  for (let i = 0; i < paths.length; i++) {
-    const text = row(i)
-    checksum.update(text)
-    rowBytes += Buffer.byteLength(text)
-  }
-  checksum.update('}')
+  const rows = body ? undefined : measureRows(manifest.files)
   const head = JSON.stringify({
     format: FORMAT,
     target: manifest.target,
@@ -67,16 +65,74 @@ export function serializeManifest(manifest: Manifest, alloc: (size: number) => B
     publishedAt: manifest.publishedAt,
     publisher: manifest.publisher,
     complete: manifest.complete,
-    checksum: checksum.digest('hex'),
+    checksum: body?.checksum ?? rows!.checksum,
   })
   // Written by hand so the checksum covers exactly the bytes of "files" as stored.
   const opening = `${head.slice(0, -1)},"files":{`
   const closing = '}}\n'
-  const data = alloc(Buffer.byteLength(opening) + rowBytes + closing.length)
+  const data = alloc(Buffer.byteLength(opening) + (body?.rows.length ?? rows!.bytes) + closing.length)
   let at = data.write(opening)
-  for (let i = 0; i < paths.length; i++) at += data.write(row(i), at)
+  if (body) at += body.rows.copy(data, at)
+  else for (let i = 0; i < rows!.paths.length; i++) at += data.write(rows!.row(i), at)
   data.write(closing, at)
   return data
+}
+
+/** The manifest body of `files`, serialized once. */
+export function manifestBody(files: Map<string, ManifestRecord>): ManifestBody {
+  const {paths, row, bytes, checksum} = measureRows(files)
+  const rows = Buffer.allocUnsafe(bytes)
+  let at = 0
+  for (let i = 0; i < paths.length; i++) at += rows.write(row(i), at)
+  return {files, rows, checksum}
+}
+
+/** The rows of `files` in path order, their total bytes and their checksum. */
+function measureRows(files: Map<string, ManifestRecord>) {
+  const paths = [...files.keys()].sort()
+  const row = (i: number) => {
+    const r = files.get(paths[i])!
+    return `${i === 0 ? '' : ','}${JSON.stringify(paths[i])}:[${JSON.stringify(r.hash)},${r.size},${r.mtimeMs},${r.mode}]`
+  }
+  const checksum = createHash('sha256').update('{')
+  let bytes = 0
+  for (let i = 0; i < paths.length; i++) {
+    const text = row(i)
+    checksum.update(text)
+    bytes += Buffer.byteLength(text)
+  }
+  checksum.update('}')
+  return {paths, row, bytes, checksum: checksum.digest('hex')}
+}
+
+/**
+ * The final manifest bodies of one publish. Targets that end with the same files (all cache
+ * mirrors of a segment, as a rule) share one: its files map is built, serialized and
+ * checksummed once instead of once per target. Keyed by the base's files map (targets whose
+ * bases are equal share it, see ParsedFiles) and a digest of the changes recorded over it.
+ */
+export class ManifestBodies {
+  private readonly byBase = new WeakMap<Map<string, ManifestRecord>, Map<string, ManifestBody>>()
+
+  /** The body of `base` with `changes` (journal lines, in path order) applied; `build` makes its files when none is known yet. */
+  get(base: Map<string, ManifestRecord>, changes: Iterable<string>, build: () => Map<string, ManifestRecord>): ManifestBody {
+    // Lines hashed a few dozen kilobytes at a time: an init records every file.
+    const digest = createHash('sha256')
+    let chunk = ''
+    for (const line of changes) {
+      chunk += line
+      if (chunk.length >= 1 << 16) {
+        digest.update(chunk)
+        chunk = ''
+      }
+    }
+    const key = digest.update(chunk).digest('hex')
+    let bodies = this.byBase.get(base)
+    if (!bodies) this.byBase.set(base, (bodies = new Map()))
+    let body = bodies.get(key)
+    if (!body) bodies.set(key, (body = manifestBody(build())))
+    return body
+  }
 }
 
 /**

@@ -16,7 +16,7 @@ import {isTempName} from '../targets/paths.js'
 import type {LockOwner, Target} from '../targets/target.js'
 import type {PublishEvent} from './events.js'
 import {emptyReport, executePlan, type TargetReport} from './executor.js'
-import {emptyManifest, fingerprint, type Manifest, type ParsedFiles} from './manifest.js'
+import {emptyManifest, fingerprint, ManifestBodies, type Manifest, type ParsedFiles} from './manifest.js'
 import {heldSource, loadManifest, recordHeldSource, saveManifestCopy, upToDateGeneration, type LoadedManifest} from './manifest-cache.js'
 import {countActions, type RoutedEntry, type TargetPlan} from './plan.js'
 import {needsHash, pathsToProbe, planTarget, type SlaveFile} from './planner.js'
@@ -28,6 +28,7 @@ import {SharedReads} from './shared-reads.js'
 import {SignatureStore} from './signatures.js'
 import {processAlive} from '../util/process.js'
 import {createRouter} from './segments.js'
+import {openTargets, type OpeningTargets} from './opening.js'
 import {limitHeapGrowth} from '../util/heap.js'
 
 /** From this many source files on, the heap is kept tight (see limitHeapGrowth). */
@@ -52,6 +53,8 @@ export interface PublishOptions {
   openTargets?: Map<string, Target>
   /** The source's walk, when the caller started it already (walkConfigSource with the same `only`). */
   walking?: Promise<WalkedTree>
+  /** The targets' connections, when the caller started them already (openTargets with the same targets). */
+  opening?: OpeningTargets
 }
 
 export interface TargetOutcome {
@@ -141,23 +144,8 @@ export async function publish(config: Config, options: PublishOptions = {}): Pro
   const started = Date.now()
   // The walk goes first, on its own thread: it then runs beside the handshakes.
   const walking = options.walking ?? walkConfigSource(config, options.only)
-  // Connections open while the source is scanned: on a noop the SSH handshake costs as much as
-  // the scan. Only when every target gets a connection at once anyway.
-  const early = new Map<string, {target: Promise<Target>; connected: Promise<void>}>()
-  if (selected.length <= config.publish.parallel) {
-    for (const targetConfig of selected) {
-      if (options.openTargets?.has(targetConfig.name)) continue
-      const target = createTarget(targetConfig, config)
-      const connected = target.then((t) => {
-        emit({type: 'target-connecting', target: t.name})
-        return t.connect()
-      })
-      // Failures are met (and reported per target) where the target's turn comes.
-      target.catch(() => {})
-      connected.catch(() => {})
-      early.set(targetConfig.name, {target, connected})
-    }
-  }
+  const early = options.opening ?? openTargets(config, selected, options.openTargets)
+  for (const name of early.keys()) emit({type: 'target-connecting', target: name})
   const cacheDir = join(config.stateDir, 'targets')
   // Targets whose manifests hold the same files share one parsed map (read-only from here on).
   const parsedFiles: ParsedFiles = new Map()
@@ -214,6 +202,7 @@ export async function publish(config: Config, options: PublishOptions = {}): Pro
   const signatures = new SignatureStore(join(config.stateDir, 'signatures'))
   if (!options.dryRun) startDeltas(scan, signatures)
   const reads = new SharedReads<SourceEntry>(readersOf(config))
+  const bodies = new ManifestBodies()
   const backupId = new Date().toISOString().replace(/[:.]/g, '-')
   const outcomes = await Promise.all(
     selected.map((targetConfig) =>
@@ -278,6 +267,7 @@ export async function publish(config: Config, options: PublishOptions = {}): Pro
             signatures,
             reads,
             baseBytes: base ? loaded.bytes : undefined,
+            bodies,
             onManifestWritten: (data, manifest) => saveManifestCopy(target, targetConfig, cacheDir, data, manifest),
           })
           if (!outcome.report.ok) outcome.error = outcome.report.error
@@ -304,7 +294,7 @@ export async function publish(config: Config, options: PublishOptions = {}): Pro
  * then off the critical path. `lock` records the targets it locked, for the unlock.
  */
 function prepareEarly(
-  early: Map<string, {target: Promise<Target>; connected: Promise<void>}>,
+  early: OpeningTargets,
   lock: (name: string, target: Target) => Promise<unknown>,
   cacheDir: string,
   selected: readonly TargetConfig[],
@@ -372,7 +362,7 @@ type Held = Array<{target: Target; reused: boolean; plan: TargetPlan; generation
  */
 async function allHeld(
   selected: readonly TargetConfig[],
-  early: Map<string, {target: Promise<Target>; connected: Promise<void>}>,
+  early: OpeningTargets,
   openTargets: Map<string, Target> | undefined,
   cacheDir: string,
   print: string,

@@ -38,3 +38,42 @@ t.test('a clean noop starts one sftp-server on the slave: no shell, no second ch
   t.equal(JSON.parse(noop.stdout).targets[0].report.sent, 0, 'nothing sent')
   t.same(sessions().map((line) => line.replace(/.*\//, '')), ['sftp-server'], 'one session, the SFTP channel')
 })
+
+// publish and diff start connecting before oclif has read their flags (src/cli/head-start.ts):
+// the command must take that connection over, not open a second one, and a command that ends
+// without taking it (a bad flag, an unknown target) must still end.
+t.test('the connection started before the flags are read is the one the command uses', async (t) => {
+  const dir = tempDir('mirror-head-start-')
+  const log = join(dir, 'sessions.log')
+  const wrapper = join(dir, 'log-session.sh')
+  writeFileSync(wrapper, `#!/bin/sh\nprintf '%s\\n' "$SSH_ORIGINAL_COMMAND" >> ${log}\nexec /bin/sh -c "$SSH_ORIGINAL_COMMAND"\n`)
+  chmodSync(wrapper, 0o755)
+  const slave = await sshdFor(t, {alias: 'slave-head', extraConfig: [`ForceCommand ${wrapper}`]})
+  await fs.mkdir(join(dir, 'root'))
+  await writeTree(join(dir, 'public'), sampleSite)
+  await fs.writeFile(
+    join(dir, 'site.yaml'),
+    `source: ./public\nssh:\n  config: ${slave.sshConfigFile}\ntargets:\n  www: {url: "sftp://slave-head${join(dir, 'root')}", state: "${dir}/state"}\n`,
+  )
+  const sftpSessions = () => readFileSync(log, 'utf8').split('\n').filter((line) => line.includes('sftp-server')).length
+  t.equal((await runCli(['publish', '--config', 'site.yaml'], {cwd: dir})).code, 0)
+
+  for (const args of [['publish', '--config=site.yaml', '--target', 'www', '--json'], ['diff', '-c', 'site.yaml', '-t', 'www', '--json']]) {
+    await fs.writeFile(log, '')
+    const run = await runCli(args, {cwd: dir})
+    t.equal(run.code, 0, `${args.join(' ')}: ${run.stderr}`)
+    t.equal(JSON.parse(run.stdout).targets[0].plan.actions.length, 0, `${args[0]}: nothing to do`)
+    t.equal(sftpSessions(), 1, `${args.join(' ')}: one SFTP session, not one per start`)
+  }
+
+  const badFlag = await runCli(['publish', '--config', 'site.yaml', '--no-such-flag'], {cwd: dir, timeoutMs: 20_000})
+  t.equal(badFlag.code, 2, 'a bad flag is a usage error, and the process ends')
+  t.match(badFlag.stderr, /no-such-flag/)
+  const unknown = await runCli(['publish', '--config', 'site.yaml', '--target', 'nope'], {cwd: dir, timeoutMs: 20_000})
+  t.not(unknown.code, null, 'an unknown target ends the process too')
+  t.match(unknown.stderr, /no target named "nope"/)
+  // Bundled short flags are left to oclif: no head start, the same answer.
+  const bundled = await runCli(['publish', '-nv', '--config', 'site.yaml'], {cwd: dir, timeoutMs: 20_000})
+  t.equal(bundled.code, 0, bundled.stderr)
+  t.match(bundled.stdout, /www/)
+})

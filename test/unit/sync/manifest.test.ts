@@ -1,6 +1,6 @@
 import t from 'tap'
 
-import {applyJournal, emptyManifest, journalHeader, journalLine, parseManifest, serializeManifest} from '../../../src/sync/manifest.js'
+import {applyJournal, emptyManifest, journalHeader, journalLine, ManifestBodies, parseManifest, serializeManifest} from '../../../src/sync/manifest.js'
 
 const sample = () => {
   const m = emptyManifest('www')
@@ -87,4 +87,35 @@ t.test('a journal of another generation, of a complete manifest, or naming unsaf
   t.equal(applyJournal(forged, Buffer.concat([journalHeader(7), Buffer.from(journalLine('../../etc/passwd', null)), Buffer.from(line)])), 0)
   t.notOk(forged.files.has('new.html'), 'nothing after a forged line is trusted')
   t.equal(applyJournal(incomplete(), Buffer.from('garbage\n')), 0)
+})
+
+t.test('targets that end with the same files share one body; each manifest still reads back as its own', async (t) => {
+  const bodies = new ManifestBodies()
+  const base = sample().files
+  const changes = [journalLine('new.css', {hash: 'c'.repeat(64), size: 4, mtimeMs: 1_700_000_001_000, mode: 0o644}), journalLine('index.html', null)]
+  let builds = 0
+  const build = () => {
+    builds++
+    const files = new Map(base)
+    files.delete('index.html')
+    files.set('new.css', {hash: 'c'.repeat(64), size: 4, mtimeMs: 1_700_000_001_000, mode: 0o644})
+    return files
+  }
+  const first = bodies.get(base, changes, build)
+  const second = bodies.get(base, [...changes], build)
+  t.equal(builds, 1, 'built once for both targets')
+  t.equal(second, first)
+  for (const [target, generation] of [['cache1', 3], ['cache-two', 41]] as const) {
+    const m = {...emptyManifest(target), generation, files: first.files}
+    const shared = serializeManifest(m, undefined, first)
+    t.same(shared, serializeManifest(m), `${target}: the same bytes as serialized alone`)
+    const back = parseManifest(shared, target)
+    t.equal(back.target, target)
+    t.equal(back.generation, generation)
+    t.same([...back.files.keys()].sort(), ['new.css', 'odd "name"\n.txt'])
+  }
+  bodies.get(base, changes.slice(0, 1), build)
+  t.equal(builds, 2, 'other changes make another body')
+  bodies.get(new Map(base), changes, build)
+  t.equal(builds, 3, 'and so does another base')
 })
