@@ -5,27 +5,32 @@ import {chmodSync, readFileSync, writeFileSync} from 'node:fs'
 import * as fs from 'node:fs/promises'
 import {join} from 'node:path'
 
-import t from 'tap'
+import t, {type Test} from 'tap'
 
 import {runCli} from '../helpers/cli.js'
 import {sampleSite, tempDir, writeTree} from '../helpers/site.js'
 import {sshdFor} from '../helpers/sshd.js'
 
-t.test('a clean noop starts one sftp-server on the slave: no shell, no second channel', async (t) => {
-  const dir = tempDir('mirror-noop-ssh-')
+/** A slave whose sshd logs every session it starts, and a site published to it by the config `configName`. */
+async function loggedSlave(t: Test, alias: string, configName: string) {
+  const dir = tempDir(`mirror-${alias}-`)
   const log = join(dir, 'sessions.log')
   const wrapper = join(dir, 'log-session.sh')
   // sshd hands the forced command what the client asked for (the subsystem's path for SFTP).
   writeFileSync(wrapper, `#!/bin/sh\nprintf '%s\\n' "$SSH_ORIGINAL_COMMAND" >> ${log}\nexec /bin/sh -c "$SSH_ORIGINAL_COMMAND"\n`)
   chmodSync(wrapper, 0o755)
-  const slave = await sshdFor(t, {alias: 'slave-logged', extraConfig: [`ForceCommand ${wrapper}`]})
+  const slave = await sshdFor(t, {alias, extraConfig: [`ForceCommand ${wrapper}`]})
   await fs.mkdir(join(dir, 'root'))
   await writeTree(join(dir, 'public'), sampleSite)
   await fs.writeFile(
-    join(dir, 'mirror.config.yaml'),
-    `source: ./public\nssh:\n  config: ${slave.sshConfigFile}\ntargets:\n  www: {url: "sftp://slave-logged${join(dir, 'root')}", state: "${dir}/state"}\n`,
+    join(dir, configName),
+    `source: ./public\nssh:\n  config: ${slave.sshConfigFile}\ntargets:\n  www: {url: "sftp://${alias}${join(dir, 'root')}", state: "${dir}/state"}\n`,
   )
-  const sessions = () => readFileSync(log, 'utf8').trim().split('\n')
+  return {dir, log, sessions: () => readFileSync(log, 'utf8').trim().split('\n')}
+}
+
+t.test('a clean noop starts one sftp-server on the slave: no shell, no second channel', async (t) => {
+  const {dir, log, sessions} = await loggedSlave(t, 'slave-logged', 'mirror.config.yaml')
 
   const first = await runCli(['publish'], {cwd: dir})
   t.equal(first.code, 0, first.stderr)
@@ -43,19 +48,8 @@ t.test('a clean noop starts one sftp-server on the slave: no shell, no second ch
 // the command must take that connection over, not open a second one, and a command that ends
 // without taking it (a bad flag, an unknown target) must still end.
 t.test('the connection started before the flags are read is the one the command uses', async (t) => {
-  const dir = tempDir('mirror-head-start-')
-  const log = join(dir, 'sessions.log')
-  const wrapper = join(dir, 'log-session.sh')
-  writeFileSync(wrapper, `#!/bin/sh\nprintf '%s\\n' "$SSH_ORIGINAL_COMMAND" >> ${log}\nexec /bin/sh -c "$SSH_ORIGINAL_COMMAND"\n`)
-  chmodSync(wrapper, 0o755)
-  const slave = await sshdFor(t, {alias: 'slave-head', extraConfig: [`ForceCommand ${wrapper}`]})
-  await fs.mkdir(join(dir, 'root'))
-  await writeTree(join(dir, 'public'), sampleSite)
-  await fs.writeFile(
-    join(dir, 'site.yaml'),
-    `source: ./public\nssh:\n  config: ${slave.sshConfigFile}\ntargets:\n  www: {url: "sftp://slave-head${join(dir, 'root')}", state: "${dir}/state"}\n`,
-  )
-  const sftpSessions = () => readFileSync(log, 'utf8').split('\n').filter((line) => line.includes('sftp-server')).length
+  const {dir, log, sessions} = await loggedSlave(t, 'slave-head', 'site.yaml')
+  const sftpSessions = () => sessions().filter((line) => line.includes('sftp-server')).length
   t.equal((await runCli(['publish', '--config', 'site.yaml'], {cwd: dir})).code, 0)
 
   for (const args of [['publish', '--config=site.yaml', '--target', 'www', '--json'], ['diff', '-c', 'site.yaml', '-t', 'www', '--json']]) {
