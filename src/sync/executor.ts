@@ -392,7 +392,9 @@ const MANIFEST_BLOCK = 256
  * its unchanged blocks (copy-data), so a small publish to a 20,000-file site does not send 2 MB.
  */
 async function writeManifest(target: Target, data: Buffer, previous: Buffer | undefined): Promise<void> {
-  if (previous && target.patchState && target.capabilities.copyData && data.length >= MANIFEST_DELTA_MIN) {
+  // Only bytes the previous version has can be copied: from half the size down, the patch could
+  // never be taken (the end of a long first publish, whose last write was early on).
+  if (previous && previous.length > data.length / 2 && target.patchState && target.capabilities.copyData && data.length >= MANIFEST_DELTA_MIN) {
     const delta = diffBuffers(previous, data, MANIFEST_BLOCK)
     if (delta.literalBytes < data.length / 2) return target.patchState('manifest.json', previous.length, delta.ops, data)
   }
