@@ -81,6 +81,14 @@ export function runConformance(t: Test, kind: string, setup: () => Promise<Confo
     t.same(await fs.readdir(outside), [], 'nothing written outside the root')
   })
 
+  withTarget('put never replaces a directory that stands where the file goes', async (t, {target, root}) => {
+    await fs.mkdir(join(root, 'taken.html'))
+    await fs.writeFile(join(root, 'taken.html', 'inside.txt'), 'the slave\'s own')
+    t.equal(await errorCode(target.put(localFile('x'), 'taken.html', {mode: 0o644, mtimeMs: Date.now()})), 'UNSAFE_PATH')
+    t.equal(await fs.readFile(join(root, 'taken.html', 'inside.txt'), 'utf8'), "the slave's own", 'the directory and its content stay')
+    t.same(await fs.readdir(root), ['taken.html'], 'no temporary file left behind')
+  })
+
   withTarget('put refuses paths that leave the root', async (t, {target}) => {
     for (const path of ['../escape.txt', '/etc/passwd', 'a/../../b', 'a//b', 'nul\0byte']) {
       t.equal(await errorCode(target.put(localFile('x'), path, {mode: 0o644, mtimeMs: Date.now()})), 'UNSAFE_PATH', JSON.stringify(path))

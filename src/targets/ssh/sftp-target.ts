@@ -284,14 +284,7 @@ export class SftpTarget implements Target {
       throw this.fail(error, path)
     })
     const channel = this.working.channel()
-    const final = this.abs(path)
     const temp = this.abs(tempNameFor(path))
-    // Started now, awaited before the rename: it costs no extra round trip.
-    const existing = channel.lstat(final).then(
-      (s) => toRemoteStat(s),
-      () => null,
-    )
-    existing.catch(() => {})
     let handle: Buffer | undefined
     let size = 0
     let written = 0
@@ -336,11 +329,7 @@ export class SftpTarget implements Target {
         await Promise.all(Array.from({length: Math.ceil(size / CHUNK)}, (_, i) => limit(() => writeChunk(i * CHUNK))))
         await finish()
       }
-      const there = await existing
-      if (there?.type === 'dir') {
-        throw new MirrorError('UNSAFE_PATH', 'a directory stands where a file is published', {target: this.name, path})
-      }
-      await this.replace(channel, temp, final)
+      await this.replaceFile(channel, temp, path)
     } catch (error) {
       limit.clearQueue()
       throw await this.abandon(channel, error, path, temp, handle, size - written)
@@ -431,11 +420,10 @@ export class SftpTarget implements Target {
           limit(async () => {
             try {
               await this.ensureParents(file.path)
-              await this.replace(conn.channel(), `${stageAbs}/${name}`, this.abs(file.path))
+              await this.replaceFile(conn.channel(), `${stageAbs}/${name}`, file.path)
               onFile(file.path)
             } catch (error) {
-              const there = await conn.channel().lstat(this.abs(file.path)).then(toRemoteStat, () => null)
-              onFile(file.path, there?.type === 'dir' ? new MirrorError('UNSAFE_PATH', 'a directory stands where a file is published', {target: this.name, path: file.path}) : this.fail(error, file.path))
+              onFile(file.path, this.fail(error, file.path))
             }
           }),
         ),
@@ -550,6 +538,20 @@ export class SftpTarget implements Target {
   }
 
   /** Renames `from` over `to` atomically (posix-rename), or as close as the server allows. */
+  /**
+   * Renames a complete temporary file over the published `path`. A directory in the way makes
+   * the rename fail (it is never replaced); only then is the path looked at, to say so.
+   */
+  private async replaceFile(channel: SftpChannel, temp: string, path: string): Promise<void> {
+    try {
+      await this.replace(channel, temp, this.abs(path))
+    } catch (error) {
+      const there = await channel.lstat(this.abs(path)).then(toRemoteStat, () => null)
+      if (there?.type === 'dir') throw new MirrorError('UNSAFE_PATH', 'a directory stands where a file is published', {target: this.name, path})
+      throw error
+    }
+  }
+
   private async replace(channel: SftpChannel, from: string, to: string): Promise<void> {
     if (this.connection.extensions.posixRename) {
       await channel.posixRename(from, to)
