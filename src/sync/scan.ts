@@ -53,17 +53,43 @@ class ScannedEntry implements SourceEntry {
 }
 
 /**
- * Entries that crossed between threads: a structured clone keeps their fields, not their class
- * (so not `abs`). Made into entries again.
+ * Entries packed to cross between threads: the paths in one string, the hashes in another, the
+ * numbers in one array (moved, not copied). A structured clone of 20,000 entry objects (each
+ * with its own copy of the root) cost a tenth of a second on each side.
  */
-export function reviveEntries(entries: readonly SourceEntry[]): SourceEntry[] {
-  // Each clone has its own copy of the root: one is kept for all.
-  let root: string | undefined
-  return entries.map((cloned) => {
-    const {path, rootSlash, link, size, mtimeMs, mode, hash} = cloned as unknown as {path: string; rootSlash: string; link?: string; size: number; mtimeMs: number; mode: number; hash: string}
-    root = root === rootSlash ? root : rootSlash
-    return new ScannedEntry(path, root, link, size, mtimeMs, mode, hash)
+export interface PackedEntries {
+  /** The source root with a trailing slash. */
+  rootSlash: string
+  /** Paths joined by NUL, which no file name holds. */
+  paths: string
+  hashes: string
+  /** size, mtimeMs and mode of each entry in turn. */
+  numbers: Float64Array
+  /** Entries whose bytes are elsewhere (in-tree symlinks): index and the file it points to. */
+  links: Array<[index: number, abs: string]>
+}
+
+export function packEntries(entries: readonly SourceEntry[], root: string): PackedEntries {
+  const rootSlash = root.endsWith('/') ? root : `${root}/`
+  const numbers = new Float64Array(entries.length * 3)
+  const links: Array<[number, string]> = []
+  entries.forEach((entry, i) => {
+    numbers[i * 3] = entry.size
+    numbers[i * 3 + 1] = entry.mtimeMs
+    numbers[i * 3 + 2] = entry.mode
+    const abs = entry.abs
+    if (abs.length !== rootSlash.length + entry.path.length || !abs.startsWith(rootSlash) || !abs.endsWith(entry.path)) links.push([i, abs])
   })
+  return {rootSlash, paths: entries.map((e) => e.path).join('\0'), hashes: entries.map((e) => e.hash).join('\0'), numbers, links}
+}
+
+export function unpackEntries(packed: PackedEntries): SourceEntry[] {
+  if (packed.numbers.length === 0) return []
+  const paths = packed.paths.split('\0')
+  const hashes = packed.hashes.split('\0')
+  const links = new Map(packed.links)
+  const {numbers, rootSlash} = packed
+  return paths.map((path, i) => new ScannedEntry(path, rootSlash, links.get(i), numbers[i * 3], numbers[i * 3 + 1], numbers[i * 3 + 2], hashes[i]))
 }
 
 export interface ScanWarning {

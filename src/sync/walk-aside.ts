@@ -10,7 +10,7 @@ import {Worker} from 'node:worker_threads'
 import type {Config} from '../config/load.js'
 
 import {MirrorError, type ErrorCode} from '../errors.js'
-import {hashSource, reviveEntries, walkSource, type HashOptions, type ScanOptions, type ScanResult, type ScanWarning, type SourceFile, type SourceTree} from './scan.js'
+import {hashSource, unpackEntries, walkSource, type HashOptions, type PackedEntries, type ScanOptions, type ScanResult, type ScanWarning, type SourceFile, type SourceTree} from './scan.js'
 
 /** What the caller decides of the hashing; where the files are is the walk's. */
 export type ScanRequest = Pick<HashOptions, 'cacheFile' | 'only'>
@@ -34,7 +34,7 @@ export interface WalkedTree {
 
 type Message =
   | {type: 'summary'; print: string; count: number; warnings: ScanWarning[]}
-  | {type: 'scanned'; result: ScanResult}
+  | {type: 'scanned'; result: Omit<ScanResult, 'entries'> & {entries: PackedEntries}}
   | {type: 'files'; files: SourceFile[]}
   | {type: 'error'; error: {code: ErrorCode; message: string; path?: string; suggestion?: string}}
 
@@ -127,7 +127,7 @@ export async function walkAside(root: string, options: Pick<ScanOptions, 'exclud
       if (message?.type !== 'scanned') return fail(message)
       // The worker saves the hash cache after answering, then ends: the process waits for it.
       worker.ref()
-      return {...message.result, entries: reviveEntries(message.result.entries)}
+      return {...message.result, entries: unpackEntries(message.result.entries)}
     },
     close() {
       if (!asked) void worker.terminate()

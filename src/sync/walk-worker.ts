@@ -4,7 +4,7 @@
 import {parentPort, workerData} from 'node:worker_threads'
 
 import {toMirrorError} from '../errors.js'
-import {hashSourceFirst, walkSource, type ScanOptions} from './scan.js'
+import {hashSourceFirst, packEntries, walkSource, type ScanOptions} from './scan.js'
 import type {ScanRequest} from './walk-aside.js'
 
 const port = parentPort!
@@ -24,7 +24,8 @@ try {
     hashSourceFirst(tree, {...request, root, blocking: true})
       .then(
         async ({result, cacheSaved}) => {
-          port.postMessage({type: 'scanned', result})
+          const entries = packEntries(result.entries, root)
+          port.postMessage({type: 'scanned', result: {...result, entries}}, [entries.numbers.buffer as ArrayBuffer])
           await cacheSaved.catch(() => {})
         },
         (error: unknown) => port.postMessage({type: 'error', error: toMirrorError(error).toJSON()}),

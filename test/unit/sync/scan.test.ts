@@ -3,7 +3,7 @@ import {join} from 'node:path'
 
 import t from 'tap'
 
-import {scanSource} from '../../../src/sync/scan.js'
+import {packEntries, scanSource, unpackEntries} from '../../../src/sync/scan.js'
 import {tempDir, writeTree} from '../../helpers/site.js'
 
 t.test('scan hashes files, honours exclude, and caches hashes by size and mtime', async (t) => {
@@ -68,4 +68,17 @@ t.test('excluded directories are not entered', async (t) => {
   await writeTree(join(dir, 'src'), {'cache/a/b.html': 'x', 'keep/c.html': 'y', 'keep/x.swp': 'z'})
   const result = await scanSource(join(dir, 'src'), {exclude: ['cache/**', '**/*.swp']})
   t.same(result.entries.map((e) => e.path), ['keep/c.html'])
+})
+
+t.test('entries packed to cross threads come back the same: odd names, links, sizes, times, modes', async (t) => {
+  const dir = tempDir()
+  await writeTree(join(dir, 'src'), {'new\nline.html': 'n', 'ünï/日本.txt': 'u', 'real.txt': 'r', 'empty': ''})
+  await fs.chmod(join(dir, 'src/real.txt'), 0o640)
+  await fs.symlink('real.txt', join(dir, 'src/alias.txt'))
+  const {entries} = await scanSource(join(dir, 'src'), {exclude: []})
+  const packed = packEntries(entries, join(dir, 'src'))
+  const back = unpackEntries(structuredClone(packed, {transfer: [packed.numbers.buffer as ArrayBuffer]}))
+  t.same(JSON.parse(JSON.stringify(back)), JSON.parse(JSON.stringify(entries)), 'path, abs, size, mtimeMs, mode and hash of every entry')
+  t.equal(back.find((e) => e.path === 'alias.txt')?.abs, await fs.realpath(join(dir, 'src/real.txt')), 'a link still sends the file it points to')
+  t.same(unpackEntries(packEntries([], dir)), [], 'no entries')
 })
