@@ -5,7 +5,7 @@
 // and what is not adopted is closed unused.
 
 import {loadConfig, type Config} from '../config/load.js'
-import {closeOpening, openTargets, type OpeningTargets} from '../sync/opening.js'
+import {closeOpening, openEarly, type OpeningTargets} from '../sync/opening.js'
 import {walkConfigSource, type WalkedTree} from '../sync/walk-aside.js'
 
 export interface HeadStart {
@@ -31,7 +31,7 @@ export function startHeadStart(command: string, argv: readonly string[]): void {
     const selected = config.targets.filter((t) => flags.targets.length === 0 || flags.targets.includes(t.name))
     // An unknown name is the command's error to report.
     if (flags.targets.some((name) => !config.targets.some((t) => t.name === name))) return undefined
-    return {config, targets: flags.targets, walking: walkConfigSource(config), opening: openTargets(config, selected)}
+    return {config, targets: flags.targets, walking: walkConfigSource(config), opening: openEarly(config, selected)}
   })().catch(() => undefined)
 }
 
@@ -44,7 +44,7 @@ export async function startPublish(config: Config, targets: readonly string[] | 
   pending = undefined
   if (started) {
     const names = targets ?? []
-    const same = started.config.file === config.file && started.config.source === config.source && started.targets.length === names.length && names.every((n) => started.targets.includes(n))
+    const same = sameConfig(started.config, config) && started.targets.length === names.length && names.every((n) => started.targets.includes(n))
     if (same) return {walking: started.walking, opening: started.opening}
     await drop(started)
   }
@@ -56,6 +56,12 @@ export async function dropHeadStart(): Promise<void> {
   const started = await pending
   pending = undefined
   if (started) await drop(started)
+}
+
+/** The same file, source and targets: a config edited between the two loads is not the same. */
+function sameConfig(a: Config, b: Config): boolean {
+  const where = (c: Config) => JSON.stringify([c.file, c.source, c.targets.map((t) => [t.name, t.url])])
+  return where(a) === where(b)
 }
 
 async function drop(started: Started): Promise<void> {

@@ -20,7 +20,7 @@ export type OpeningTargets = Map<string, OpeningTarget>
  * Starts connecting to each of `selected`, except those in `skip` (already open). Only when they
  * all get a connection at once anyway (no more than `publish.parallel`); an empty map otherwise.
  */
-export function openTargets(config: Config, selected: readonly TargetConfig[], skip?: ReadonlyMap<string, Target>): OpeningTargets {
+export function openEarly(config: Config, selected: readonly TargetConfig[], skip?: ReadonlyMap<string, Target>): OpeningTargets {
   const opening: OpeningTargets = new Map()
   if (selected.length > config.publish.parallel) return opening
   for (const targetConfig of selected) {

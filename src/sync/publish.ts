@@ -28,7 +28,7 @@ import {SharedReads} from './shared-reads.js'
 import {SignatureStore} from './signatures.js'
 import {processAlive} from '../util/process.js'
 import {createRouter} from './segments.js'
-import {openTargets, type OpeningTargets} from './opening.js'
+import {openEarly, type OpeningTargets} from './opening.js'
 import {limitHeapGrowth} from '../util/heap.js'
 
 /** From this many source files on, the heap is kept tight (see limitHeapGrowth). */
@@ -53,7 +53,7 @@ export interface PublishOptions {
   openTargets?: Map<string, Target>
   /** The source's walk, when the caller started it already (walkConfigSource with the same `only`). */
   walking?: Promise<WalkedTree>
-  /** The targets' connections, when the caller started them already (openTargets with the same targets). */
+  /** The targets' connections, when the caller started them already (openEarly with the same targets). */
   opening?: OpeningTargets
 }
 
@@ -144,7 +144,7 @@ export async function publish(config: Config, options: PublishOptions = {}): Pro
   const started = Date.now()
   // The walk goes first, on its own thread: it then runs beside the handshakes.
   const walking = options.walking ?? walkConfigSource(config, options.only)
-  const early = options.opening ?? openTargets(config, selected, options.openTargets)
+  const early = options.opening ?? openEarly(config, selected, options.openTargets)
   for (const name of early.keys()) emit({type: 'target-connecting', target: name})
   const cacheDir = join(config.stateDir, 'targets')
   // Targets whose manifests hold the same files share one parsed map (read-only from here on).
