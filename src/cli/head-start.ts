@@ -5,7 +5,7 @@
 // and what is not adopted is closed unused.
 
 import {loadConfig, type Config} from '../config/load.js'
-import {closeOpening, openEarly, type OpeningTargets} from '../sync/opening.js'
+import {closeOpening, openEarly, selectTargets, type OpeningTargets} from '../sync/opening.js'
 import {walkConfigSource, type WalkedTree} from '../sync/walk-aside.js'
 
 export interface HeadStart {
@@ -28,9 +28,8 @@ export function startHeadStart(command: string, argv: readonly string[]): void {
     const config = await loadConfig({config: flags.config})
     // A render first changes the source: a walk started now would be of the old one.
     if (command === 'publish' && config.render?.beforePublish) return undefined
-    const selected = config.targets.filter((t) => flags.targets.length === 0 || flags.targets.includes(t.name))
-    // An unknown name is the command's error to report.
-    if (flags.targets.some((name) => !config.targets.some((t) => t.name === name))) return undefined
+    // An unknown name throws here: no head start, and the command reports it.
+    const selected = selectTargets(config, flags.targets)
     return {config, targets: flags.targets, walking: walkConfigSource(config), opening: openEarly(config, selected)}
   })().catch(() => undefined)
 }

@@ -72,22 +72,20 @@ export function serializeManifest(manifest: Manifest, alloc: (size: number) => B
   const closing = '}}\n'
   const data = alloc(Buffer.byteLength(opening) + (body?.rows.length ?? rows!.bytes) + closing.length)
   let at = data.write(opening)
-  if (body) at += body.rows.copy(data, at)
-  else for (let i = 0; i < rows!.paths.length; i++) at += data.write(rows!.row(i), at)
+  at += body ? body.rows.copy(data, at) : rows!.writeTo(data, at)
   data.write(closing, at)
   return data
 }
 
 /** The manifest body of `files`, serialized once. */
 export function manifestBody(files: Map<string, ManifestRecord>): ManifestBody {
-  const {paths, row, bytes, checksum} = measureRows(files)
-  const rows = Buffer.allocUnsafe(bytes)
-  let at = 0
-  for (let i = 0; i < paths.length; i++) at += rows.write(row(i), at)
-  return {files, rows, checksum}
+  const measured = measureRows(files)
+  const rows = Buffer.allocUnsafe(measured.bytes)
+  measured.writeTo(rows, 0)
+  return {files, rows, checksum: measured.checksum}
 }
 
-/** The rows of `files` in path order, their total bytes and their checksum. */
+/** The rows of `files` in path order: their total bytes, their checksum, and how to write them at an offset (returns the bytes written). */
 function measureRows(files: Map<string, ManifestRecord>) {
   const paths = [...files.keys()].sort()
   const row = (i: number) => {
@@ -102,7 +100,12 @@ function measureRows(files: Map<string, ManifestRecord>) {
     bytes += Buffer.byteLength(text)
   }
   checksum.update('}')
-  return {paths, row, bytes, checksum: checksum.digest('hex')}
+  const writeTo = (buffer: Buffer, offset: number) => {
+    let at = offset
+    for (let i = 0; i < paths.length; i++) at += buffer.write(row(i), at)
+    return at - offset
+  }
+  return {bytes, checksum: checksum.digest('hex'), writeTo}
 }
 
 /**

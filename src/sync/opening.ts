@@ -4,6 +4,7 @@
 
 import type {Config} from '../config/load.js'
 import type {TargetConfig} from '../config/schema.js'
+import {MirrorError} from '../errors.js'
 import {createTarget} from '../targets/index.js'
 import type {Target} from '../targets/target.js'
 
@@ -15,6 +16,17 @@ export interface OpeningTarget {
 
 /** By target name. */
 export type OpeningTargets = Map<string, OpeningTarget>
+
+/** The targets named (all when none is); a name the config does not have is a usage error. */
+export function selectTargets(config: Config, names: readonly string[] | undefined): TargetConfig[] {
+  if (!names || names.length === 0) return config.targets
+  for (const name of names) {
+    if (!config.targets.some((t) => t.name === name)) {
+      throw new MirrorError('USAGE', `no target named "${name}"`, {suggestion: `Targets in the config: ${config.targets.map((t) => t.name).join(', ')}.`})
+    }
+  }
+  return config.targets.filter((t) => names.includes(t.name))
+}
 
 /**
  * Starts connecting to each of `selected`, except those in `skip` (already open). Only when they

@@ -28,7 +28,7 @@ import {SharedReads} from './shared-reads.js'
 import {SignatureStore} from './signatures.js'
 import {processAlive} from '../util/process.js'
 import {createRouter} from './segments.js'
-import {openEarly, type OpeningTargets} from './opening.js'
+import {openEarly, selectTargets, type OpeningTargets} from './opening.js'
 import {limitHeapGrowth} from '../util/heap.js'
 
 /** From this many source files on, the heap is kept tight (see limitHeapGrowth). */
@@ -405,16 +405,6 @@ async function heldOutcomes(held: Held, options: PublishOptions, emit: (event: P
 /** The plan of a target that already holds exactly its entries. */
 function upToDatePlan(target: Target, unchanged: number, protectedPaths: number): TargetPlan {
   return {target: target.name, url: target.url, actions: [], unchanged, protected: protectedPaths, bytes: 0, counts: countActions([]), verified: false}
-}
-
-function selectTargets(config: Config, names: readonly string[] | undefined) {
-  if (!names || names.length === 0) return config.targets
-  for (const name of names) {
-    if (!config.targets.some((t) => t.name === name)) {
-      throw new MirrorError('USAGE', `no target named "${name}"`, {suggestion: `Targets in the config: ${config.targets.map((t) => t.name).join(', ')}.`})
-    }
-  }
-  return config.targets.filter((t) => names.includes(t.name))
 }
 
 /** For a watch batch: a manifest path is in scope when its source path is one of `only`. */

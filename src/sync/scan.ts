@@ -24,6 +24,13 @@ export interface SourceEntry {
   hash: string
 }
 
+/** The root with a trailing slash: entry paths are appended to it by plain concatenation. */
+const withSlash = (root: string) => (root.endsWith('/') ? root : `${root}/`)
+
+/** The link target when the bytes are not at the entry's own place under the root (an in-tree symlink). */
+const linkOf = (rootSlash: string, path: string, abs: string): string | undefined =>
+  abs.length === rootSlash.length + path.length && abs.startsWith(rootSlash) && abs.endsWith(path) ? undefined : abs
+
 /**
  * A scanned entry. Its absolute path is not stored but made when asked for, from the source
  * root all entries share (the link target is stored for an in-tree symlink only): on a
@@ -70,15 +77,15 @@ export interface PackedEntries {
 }
 
 export function packEntries(entries: readonly SourceEntry[], root: string): PackedEntries {
-  const rootSlash = root.endsWith('/') ? root : `${root}/`
+  const rootSlash = withSlash(root)
   const numbers = new Float64Array(entries.length * 3)
   const links: Array<[number, string]> = []
   entries.forEach((entry, i) => {
     numbers[i * 3] = entry.size
     numbers[i * 3 + 1] = entry.mtimeMs
     numbers[i * 3 + 2] = entry.mode
-    const abs = entry.abs
-    if (abs.length !== rootSlash.length + entry.path.length || !abs.startsWith(rootSlash) || !abs.endsWith(entry.path)) links.push([i, abs])
+    const link = linkOf(rootSlash, entry.path, entry.abs)
+    if (link !== undefined) links.push([i, link])
   })
   return {rootSlash, paths: entries.map((e) => e.path).join('\0'), hashes: entries.map((e) => e.hash).join('\0'), numbers, links}
 }
@@ -166,7 +173,7 @@ export async function walkSource(root: string, options: Pick<ScanOptions, 'exclu
   const realRoot = await fs.realpath(root)
   const warnings: ScanWarning[] = []
   const excluded = compileGlobs(options.exclude)
-  const rootSlash = root.endsWith('/') ? root : `${root}/`
+  const rootSlash = withSlash(root)
   const files: SourceFile[] = []
   const links: string[] = []
   // Only the numbers are kept: a Stats object (with its four Dates) per file is most of what a
@@ -225,11 +232,9 @@ export async function hashSourceFirst(tree: SourceTree, options: HashOptions): P
   const cache = options.cacheFile ? await readCache(options.cacheFile) : new Map<string, CacheRow>()
   const {files, warnings} = tree
   let hashed = 0
-  const rootSlash = options.root.endsWith('/') ? options.root : `${options.root}/`
-  // Compared without building the string: the file is under the root by its own name, or it is a link's target.
-  const underRoot = ({path, abs}: SourceFile) => abs.length === rootSlash.length + path.length && abs.startsWith(rootSlash) && abs.endsWith(path)
+  const rootSlash = withSlash(options.root)
   const entry = (file: SourceFile, hash: string): SourceEntry =>
-    new ScannedEntry(file.path, rootSlash, underRoot(file) ? undefined : file.abs, file.size, Math.floor(file.mtimeMs), file.mode & 0o7777, hash)
+    new ScannedEntry(file.path, rootSlash, linkOf(rootSlash, file.path, file.abs), file.size, Math.floor(file.mtimeMs), file.mode & 0o7777, hash)
   const entries: SourceEntry[] = []
   const toRead: SourceFile[] = []
   const previous = new Map<string, string>()
@@ -292,7 +297,7 @@ const YIELD_MS = 5
  */
 async function walk(root: string, excluded: Matcher, found: (path: string, stats: Stats) => void, warnings: ScanWarning[]): Promise<void> {
   // Plain concatenation: path.join normalizes, and costs more than the stat on a big tree.
-  const rootSlash = root.endsWith('/') ? root : `${root}/`
+  const rootSlash = withSlash(root)
   const pending = ['']
   let lastYield = Date.now()
   while (pending.length > 0) {
