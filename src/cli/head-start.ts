@@ -20,8 +20,13 @@ interface Started extends HeadStart {
 
 let pending: Promise<Started | undefined> | undefined
 
-/** Starts the walk and the connections for `command` run with `argv`, when argv is plain enough to read without oclif. */
-export function startHeadStart(command: string, argv: readonly string[]): void {
+/**
+ * Starts the walk and the connections for `command` run with `argv`, when argv is plain enough
+ * to read without oclif. Resolves once every connection is on its way (or there is no head
+ * start): bin/run.js loads oclif only then, so that the handshakes' round trips overlap oclif's
+ * loading instead of waiting behind it (a fifth of a second, more on a distant link).
+ */
+export async function startHeadStart(command: string, argv: readonly string[]): Promise<void> {
   const flags = readFlags(argv)
   if (!flags) return
   pending = (async () => {
@@ -32,6 +37,9 @@ export function startHeadStart(command: string, argv: readonly string[]): void {
     const selected = selectTargets(config, flags.targets)
     return {config, targets: flags.targets, walking: walkConfigSource(config), opening: openEarly(config, selected)}
   })().catch(() => undefined)
+  const started = await pending
+  // A target is created (its module loaded) just before it connects.
+  await Promise.all([...(started?.opening.values() ?? [])].map(({target}) => target.catch(() => {})))
 }
 
 /**

@@ -6,7 +6,7 @@ import pLimit from 'p-limit'
 
 import {MirrorError, withContext} from '../errors.js'
 import {parentDirs} from '../targets/paths.js'
-import type {Target} from '../targets/target.js'
+import type {RemoteStat, Target} from '../targets/target.js'
 import type {PublishEvent} from './events.js'
 import {JOURNAL, journalHeader, journalLine, serializeManifest, type Manifest, type ManifestBodies} from './manifest.js'
 import type {Action, TargetPlan} from './plan.js'
@@ -34,8 +34,8 @@ export interface ExecuteOptions {
   baseBytes?: Buffer
   /** Final manifest bodies shared with the other targets of the publish. */
   bodies?: ManifestBodies
-  /** Called after each successful manifest write with the bytes written and what they hold. */
-  onManifestWritten?: (data: Buffer, manifest: Manifest) => Promise<void>
+  /** Called after each successful manifest write with the bytes written, what they hold and the file's stat on the slave. */
+  onManifestWritten?: (data: Buffer, manifest: Manifest, written: RemoteStat) => Promise<void>
 }
 
 export interface TargetReport {
@@ -90,6 +90,14 @@ let bigManifestBuffer: Buffer | undefined
 const inBigManifestBuffer = (size: number) => {
   if (!bigManifestBuffer || bigManifestBuffer.length < size) bigManifestBuffer = Buffer.allocUnsafe(size)
   return bigManifestBuffer.subarray(0, size)
+}
+
+/** Thrown to a page waiting for its final name when the publish stopped before its assets were done. */
+const HELD_BACK = new Error('held back: the publish stopped before the assets were done')
+/** The error is HELD_BACK, or a target's error made from it. */
+const heldBack = (error: unknown): boolean => {
+  for (let at = error, depth = 0; at && depth < 4; at = (at as {cause?: unknown}).cause, depth++) if (at === HELD_BACK) return true
+  return false
 }
 
 const isPage = (path: string) => /\.(html?|xhtml|php)$/i.test(path)
@@ -156,10 +164,10 @@ export async function executePlan(target: Target, plan: TargetPlan, options: Exe
       const body = final && !big ? options.bodies?.get(base, changes(), currentFiles) : undefined
       const manifest: Manifest = {...head, files: body?.files ?? currentFiles()}
       const data = big && final ? serializeManifest(manifest, inBigManifestBuffer) : serializeManifest(manifest, undefined, body)
-      await writeManifest(target, data, onSlave)
+      const written = await writeManifest(target, data, onSlave)
       // Kept only for a later write to be diffed against: after the final one there is none.
       onSlave = final ? undefined : data
-      await options.onManifestWritten?.(data, manifest)
+      await options.onManifestWritten?.(data, manifest, written)
     }
     if (!big) return write()
     await bigManifestWrites(async () => {
@@ -228,14 +236,16 @@ export async function executePlan(target: Target, plan: TargetPlan, options: Exe
     try {
       await work()
     } catch (error) {
+      // A file held back because the publish stopped did not fail: it was never sent.
+      if (heldBack(error)) return
       failed(action, error)
     }
   }
-  const sendOne = (action: Action) =>
+  const sendOne = (action: Action, landAfter?: Promise<unknown>) =>
     limit(() =>
       attempt(action, async () => {
         if (action.backup) await target.backup(action.path, options.backupId)
-        const result = await send(target, action, options.signatures, options.reads)
+        const result = await send(target, action, options.signatures, options.reads, landAfter)
         sent(action, result.bytes, result.delta)
       }),
     )
@@ -264,7 +274,7 @@ export async function executePlan(target: Target, plan: TargetPlan, options: Exe
       for (const action of batch) if (!reported.has(action.path)) failed(action, error)
       return
     }
-    await Promise.all(batch.filter((a) => !reported.has(a.path)).map(sendOne))
+    await Promise.all(batch.filter((a) => !reported.has(a.path)).map((a) => sendOne(a)))
   }
 
   // A large file's delta is the longest single piece of a small publish: all of them start now,
@@ -275,12 +285,22 @@ export async function executePlan(target: Target, plan: TargetPlan, options: Exe
     for (const a of deltas) signatures.deltaFor(a.baseHash!, a.source!.hash, a.source!.abs).catch(() => {})
   }
 
-  // Assets first, pages last: a page never lands before what it references.
-  for (const pages of [false, true]) {
-    if (halted()) break
-    const {bulk, single} = transferGroup(plan.actions, pages, (a) => Boolean(target.putMany) && !a.backup && a.source!.size < DELTA_MIN_SIZE)
-    await Promise.all([...single.map(sendOne), bulk.length > 0 ? sendBulk(bulk) : undefined])
-  }
+  // Assets first, pages last: a page never lands before what it references. Pages sent one by
+  // one travel while the assets do and take their final names once every asset is done; pages
+  // in streams start after them.
+  const bulkable = (a: Action) => Boolean(target.putMany) && !a.backup && a.source!.size < DELTA_MIN_SIZE
+  const assets = transferGroup(plan.actions, false, bulkable)
+  const assetsDone = Promise.all([...assets.single.map((a) => sendOne(a)), assets.bulk.length > 0 ? sendBulk(assets.bulk) : undefined])
+  const pagesMayLand = assetsDone.then(() => {
+    if (halted()) throw HELD_BACK
+  })
+  pagesMayLand.catch(() => {})
+  const pages = transferGroup(plan.actions, true, bulkable)
+  await Promise.all([
+    assetsDone,
+    ...pages.single.map((a) => sendOne(a, pagesMayLand)),
+    pages.bulk.length > 0 ? pagesMayLand.then(() => sendBulk(pages.bulk), () => {}) : undefined,
+  ])
 
   // Deletes go last, and only when every upload landed (rclone's rule): a failed upload may
   // mean the new page that replaces a deleted one is not there yet.
@@ -391,14 +411,14 @@ const MANIFEST_BLOCK = 256
  * Writes the manifest; a big one whose previous version is on the slave is rebuilt there from
  * its unchanged blocks (copy-data), so a small publish to a 20,000-file site does not send 2 MB.
  */
-async function writeManifest(target: Target, data: Buffer, previous: Buffer | undefined): Promise<void> {
+async function writeManifest(target: Target, data: Buffer, previous: Buffer | undefined): Promise<RemoteStat> {
   // Only bytes the previous version has can be copied: from half the size down, the patch could
   // never be taken (the end of a long first publish, whose last write was early on).
   if (previous && previous.length > data.length / 2 && target.patchState && target.capabilities.copyData && data.length >= MANIFEST_DELTA_MIN) {
     const delta = diffBuffers(previous, data, MANIFEST_BLOCK)
     if (delta.literalBytes < data.length / 2) return target.patchState('manifest.json', previous.length, delta.ops, data)
   }
-  await target.writeState('manifest.json', data)
+  return target.writeState('manifest.json', data)
 }
 
 /**
@@ -406,9 +426,15 @@ async function writeManifest(target: Target, data: Buffer, previous: Buffer | un
  * ranges server-side and the master has that version's signature, else whole. Large files
  * leave their signature behind for the next change.
  */
-async function send(target: Target, action: Action, signatures: SignatureStore | undefined, reads: SharedReads<SourceEntry> | undefined): Promise<{bytes: number; delta: boolean}> {
+async function send(
+  target: Target,
+  action: Action,
+  signatures: SignatureStore | undefined,
+  reads: SharedReads<SourceEntry> | undefined,
+  landAfter: Promise<unknown> | undefined,
+): Promise<{bytes: number; delta: boolean}> {
   const source = action.source!
-  const options = {mode: source.mode, mtimeMs: source.mtimeMs}
+  const options = {mode: source.mode, mtimeMs: source.mtimeMs, landAfter}
   if (!signatures || !deltaSized(source.size)) {
     // Small files are read once for every target that sends them.
     const read = reads && source.size < DELTA_MIN_SIZE ? () => reads.read(source) : undefined

@@ -8,7 +8,7 @@ import {join} from 'node:path'
 
 import type {TargetConfig} from '../config/schema.js'
 import {MirrorError} from '../errors.js'
-import type {Target} from '../targets/target.js'
+import type {RemoteStat, Target} from '../targets/target.js'
 import {applyJournal, fingerprint, JOURNAL, parseManifest, type Manifest, type ManifestRecord, type ParsedFiles} from './manifest.js'
 
 export interface LoadedManifest {
@@ -126,10 +126,8 @@ async function loadManifestFile(target: Target, config: TargetConfig, cacheDir: 
 }
 
 /** Records what was just written to the slave, with the stat the slave now reports for it. */
-export async function saveManifestCopy(target: Target, config: TargetConfig, cacheDir: string, data: Buffer, manifest: Manifest): Promise<void> {
-  const remote = await target.statState('manifest.json')
-  if (!remote) return
-  await writeCopy(join(cacheDir, copyName(config)), config, remote.size, remote.mtimeMs, data, manifest)
+export async function saveManifestCopy(config: TargetConfig, cacheDir: string, data: Buffer, manifest: Manifest, written: RemoteStat): Promise<void> {
+  await writeCopy(join(cacheDir, copyName(config)), config, written.size, written.mtimeMs, data, manifest)
 }
 
 async function writeCopy(base: string, config: TargetConfig, size: number, mtimeMs: number, data: Buffer, manifest: Manifest): Promise<void> {

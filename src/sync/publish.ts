@@ -268,7 +268,7 @@ export async function publish(config: Config, options: PublishOptions = {}): Pro
             reads,
             baseBytes: base ? loaded.bytes : undefined,
             bodies,
-            onManifestWritten: (data, manifest) => saveManifestCopy(target, targetConfig, cacheDir, data, manifest),
+            onManifestWritten: (data, manifest, written) => saveManifestCopy(targetConfig, cacheDir, data, manifest, written),
           })
           if (!outcome.report.ok) outcome.error = outcome.report.error
           else if (current && outcome.report.kept.length === 0) await remember()

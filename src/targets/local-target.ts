@@ -116,6 +116,7 @@ export class LocalTarget implements Target {
       await fs.chmod(temp, options.mode)
       const seconds = options.mtimeMs / 1000
       await fs.utimes(temp, seconds, seconds)
+      await options.landAfter
       // The final name must not be a directory or symlink we would replace blindly.
       const existing = await this.lstat(join(this.root, path))
       if (existing && existing.type === 'dir') {
@@ -164,13 +165,14 @@ export class LocalTarget implements Target {
     })
   }
 
-  async writeState(name: string, data: Buffer): Promise<void> {
+  async writeState(name: string, data: Buffer): Promise<RemoteStat> {
     const file = join(this.stateDir, name)
     const temp = `${file}.${randomBytes(4).toString('hex')}.tmp`
     try {
       await fs.mkdir(dirname(file), {recursive: true})
       await fs.writeFile(temp, data)
       await fs.rename(temp, file)
+      return toRemoteStat(await fs.lstat(file))
     } catch (error) {
       await fs.rm(temp, {force: true}).catch(() => {})
       throw this.fail(error, `(state) ${name}`)

@@ -42,6 +42,12 @@ export interface PutOptions {
    * send these instead of reading `localPath` itself.
    */
   read?: () => Promise<Buffer>
+  /**
+   * The file may be written under its temporary name at once, but takes its final name only
+   * once this resolves; when it rejects, the temporary file is removed and the error thrown.
+   * Lets pages travel while their assets are still on the way, and land after them.
+   */
+  landAfter?: Promise<unknown>
 }
 
 /** Who holds a target's lock. Written into the lock so that others can see it. */
@@ -136,9 +142,10 @@ export interface Target {
 
   /**
    * Writes a file of the target's state atomically (temporary name, then rename). `data` is not
-   * read once the promise settles: the caller may reuse it.
+   * read once the promise settles: the caller may reuse it. Resolves to the new file's stat, the
+   * same size and mtime that `statState` gives right after.
    */
-  writeState(name: string, data: Buffer): Promise<void>
+  writeState(name: string, data: Buffer): Promise<RemoteStat>
 
   /**
    * Appends `data` to a file of the target's state, creating it. Not atomic: a reader may find
@@ -153,9 +160,10 @@ export interface Target {
    * Present when `capabilities.copyData`: replaces a file of the target's state, as
    * `writeState` does, with `data` rebuilt from `ops`: `copy` ranges of the file now there (which
    * must be `baseSize` bytes long, else this writes `data` whole), `data` ranges of `data`.
-   * Like `writeState`, it does not read `data` once the promise settles.
+   * Like `writeState`, it does not read `data` once the promise settles, and resolves to the
+   * new file's stat.
    */
-  patchState?(name: string, baseSize: number, ops: readonly DeltaOp[], data: Buffer): Promise<void>
+  patchState?(name: string, baseSize: number, ops: readonly DeltaOp[], data: Buffer): Promise<RemoteStat>
 
   /** Stats a file of the target's state; null when it does not exist. */
   statState(name: string): Promise<RemoteStat | null>

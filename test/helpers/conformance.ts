@@ -166,9 +166,10 @@ export function runConformance(t: Test, kind: string, setup: () => Promise<Confo
 
   withTarget('state lives outside the root and is written atomically', async (t, {target, root, stateDir}) => {
     t.equal(await target.readState('manifest.json'), null)
-    await target.writeState('manifest.json', Buffer.from('{"a":1}'))
+    const written = await target.writeState('manifest.json', Buffer.from('{"a":1}'))
     t.equal((await target.readState('manifest.json'))?.toString(), '{"a":1}')
     t.equal((await target.statState('manifest.json'))?.size, 7)
+    t.same(written, await target.statState('manifest.json'), 'writeState resolves to the stat the target then reports')
     t.equal(await fs.readFile(join(stateDir, 'manifest.json'), 'utf8'), '{"a":1}')
     t.same(await fs.readdir(root), [], 'nothing of the state is in the web root')
   })

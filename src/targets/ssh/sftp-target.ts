@@ -27,6 +27,8 @@ const REQUESTS_PER_CHANNEL = 64
 const CHUNK = 64 * 1024
 /** Write or read requests in flight for one file: 16 × 64 KiB keeps a 1 MiB pipe full. */
 const FILE_WINDOW = 16
+/** A lock (a line of JSON naming its holder) is read whole in one request of this size. */
+const LOCK_READ_BYTES = 16 * 1024
 /** Files at least this big are hashed by the slave when exec works; smaller ones are cheaper to read. */
 const REMOTE_HASH_MIN_BYTES = 1024 * 1024
 /** One SFTP channel per this many transfers, up to MAX_CHANNELS (sshd's MaxSessions is 10 by default). */
@@ -197,8 +199,11 @@ export class SftpTarget implements Target {
         limit(async () => {
           this.check(path)
           try {
+            // The file goes out with its parents' checks; its answer counts only when they pass.
+            const file = conn.channel().lstat(this.abs(path))
+            file.catch(() => {})
             if ((await this.parentsState(path)) !== 'ok') result.set(path, null)
-            else result.set(path, toRemoteStat(await conn.channel().lstat(this.abs(path))))
+            else result.set(path, toRemoteStat(await file))
           } catch (error) {
             if (sftpStatus(error) === SFTP_STATUS.NO_SUCH_FILE) result.set(path, null)
             else throw this.fail(error, path)
@@ -329,6 +334,7 @@ export class SftpTarget implements Target {
         await Promise.all(Array.from({length: Math.ceil(size / CHUNK)}, (_, i) => limit(() => writeChunk(i * CHUNK))))
         await finish()
       }
+      await options.landAfter
       await this.replaceFile(channel, temp, path)
     } catch (error) {
       limit.clearQueue()
@@ -463,10 +469,15 @@ export class SftpTarget implements Target {
       const current = toRemoteStat(await channel.lstat(final))
       // The old version is read, so it must be the file itself, never what a symlink points at.
       if (current.type !== 'file') throw unsafe(this.name, path, path, current.type)
-      source = await channel.open(final, 'r')
-      handle = await channel.open(temp, 'wx', {mode: 0o600})
-      const from = source
-      const to = handle
+      // Both opens in one round trip; a failure of either closes what the other opened.
+      const opening = [channel.open(final, 'r'), channel.open(temp, 'wx', {mode: 0o600})] as const
+      const [opened, created] = await Promise.allSettled(opening)
+      if (opened.status === 'fulfilled') source = opened.value
+      if (created.status === 'fulfilled') handle = created.value
+      if (opened.status === 'rejected') throw opened.reason
+      if (created.status === 'rejected') throw created.reason
+      const from = opened.value
+      const to = created.value
       const jobs: Array<() => Promise<void>> = []
       for (const op of ops) {
         const at = size
@@ -490,7 +501,11 @@ export class SftpTarget implements Target {
       await Promise.all(jobs.map((job) => limit(job)))
       const seconds = Math.floor(options.mtimeMs / 1000)
       handle = undefined
-      await Promise.all([channel.fsetstat(to, {mode: options.mode & 0o7777, atime: seconds, mtime: seconds}), channel.close(to)])
+      // The old version is no longer read: its close goes out with the new one's.
+      const closing = channel.close(from).catch(() => {})
+      source = undefined
+      await Promise.all([channel.fsetstat(to, {mode: options.mode & 0o7777, atime: seconds, mtime: seconds}), channel.close(to), closing])
+      await options.landAfter
       await this.replace(channel, temp, final)
     } catch (error) {
       limit.clearQueue()
@@ -655,9 +670,9 @@ export class SftpTarget implements Target {
     return Buffer.concat(chunks)
   }
 
-  async writeState(name: string, data: Buffer): Promise<void> {
+  async writeState(name: string, data: Buffer): Promise<RemoteStat> {
     this.check(name)
-    await this.replaceState(name, data.length, async (channel, to) => {
+    return this.replaceState(name, data.length, undefined, async (channel, to) => {
       // A window of writes, not all at once: each request is a copy of its chunk until the
       // slave takes it, and a 100,000-file manifest is 13 MB.
       const limit = pLimit(FILE_WINDOW)
@@ -671,61 +686,82 @@ export class SftpTarget implements Target {
     })
   }
 
-  async patchState(name: string, baseSize: number, ops: readonly DeltaOp[], data: Buffer): Promise<void> {
+  async patchState(name: string, baseSize: number, ops: readonly DeltaOp[], data: Buffer): Promise<RemoteStat> {
     this.check(name)
-    const file = `${this.stateAbs}/${name}`
-    const current = await this.connection.channel().lstat(file).then(toRemoteStat, () => null)
-    if (!this.connection.extensions.copyData || current?.type !== 'file' || current.size !== baseSize) return this.writeState(name, data)
-    let source: {channel: SftpChannel; handle: Buffer} | undefined
-    try {
-      await this.replaceState(name, data.length, async (channel, to) => {
-        const from = await channel.open(file, 'r')
-        source = {channel, handle: from}
-        const requests: Array<Promise<void>> = []
-        const limit = pLimit(FILE_WINDOW)
-        let at = 0
-        for (const op of ops) {
-          const start = at
-          if (op.kind === 'copy') {
-            // copy-data reads "to end of file" when the length is 0: an empty op must not be sent.
-            if (op.length > 0) requests.push(channel.copyData(from, op.from, op.length, to, start))
-          } else {
-            for (let done = 0; done < op.length; done += CHUNK) requests.push(limit(() => channel.write(to, data, op.offset + done, Math.min(CHUNK, op.length - done), start + done)))
-          }
-          at += op.length
-        }
-        await Promise.all(requests).catch((error) => {
-          limit.clearQueue()
-          throw error
-        })
+    if (!this.connection.extensions.copyData) return this.writeState(name, data)
+    return this.replaceState(name, data.length, baseSize, async (channel, to, from) => {
+      const requests: Array<Promise<void>> = []
+      // The window holds back bytes, not requests: a manifest's changes are many short rows,
+      // and up to a window's worth of them all go in one round trip.
+      const literal = from ? ops.reduce((sum, op) => sum + (op.kind === 'copy' ? 0 : op.length), 0) : data.length
+      const limit = pLimit(literal <= FILE_WINDOW * CHUNK ? Number.POSITIVE_INFINITY : FILE_WINDOW)
+      const write = (offset: number, length: number, at: number) => {
+        for (let done = 0; done < length; done += CHUNK) requests.push(limit(() => channel.write(to, data, offset + done, Math.min(CHUNK, length - done), at + done)))
+      }
+      // The old file is not what the ops were made against: the new one is written whole.
+      if (!from) write(0, data.length, 0)
+      let at = 0
+      for (const op of from ? ops : []) {
+        // copy-data reads "to end of file" when the length is 0: an empty op must not be sent.
+        if (op.kind === 'copy' && op.length > 0) requests.push(channel.copyData(from!, op.from, op.length, to, at))
+        else if (op.kind !== 'copy') write(op.offset, op.length, at)
+        at += op.length
+      }
+      await Promise.all(requests).catch((error) => {
+        limit.clearQueue()
+        throw error
       })
-    } finally {
-      if (source) await source.channel.close(source.handle).catch(() => {})
-    }
+    })
   }
 
   /**
    * Replaces a state file atomically: `fill` writes the new content into a temporary file's
-   * open handle, which is made durable and renamed over `name`. On failure the old file stays.
+   * open handle, which is made durable and renamed over `name`; resolves to the new file's stat.
+   * With `baseSize`, `fill` also gets the old file open for reading, when it is a file of that
+   * size. Requests that may go together do (the old file's check and opening with the create,
+   * the closes with the rename): four round trips where one after the other took eleven. On
+   * failure the old file stays.
    */
-  private async replaceState(name: string, size: number, fill: (channel: SftpChannel, handle: Buffer) => Promise<void>): Promise<void> {
+  private async replaceState(
+    name: string,
+    size: number,
+    baseSize: number | undefined,
+    fill: (channel: SftpChannel, to: Buffer, from: Buffer | undefined) => Promise<void>,
+  ): Promise<RemoteStat> {
     const channel = this.connection.channel()
     const file = `${this.stateAbs}/${name}`
     const temp = `${file}.${randomBytes(4).toString('hex')}.tmp`
     let handle: Buffer | undefined
+    let from: Buffer | undefined
     try {
       await this.ensureStateDir(posix.dirname(file))
-      handle = await channel.open(temp, 'wx', {mode: 0o600})
+      // The old file is opened beside its check (it is ours, in the state directory, and the
+      // check is what decides whether it is read at all).
+      const [created, current, opened] = await Promise.allSettled([
+        channel.open(temp, 'wx', {mode: 0o600}),
+        baseSize === undefined ? undefined : channel.lstat(file).then(toRemoteStat),
+        baseSize === undefined ? undefined : channel.open(file, 'r'),
+      ])
+      if (opened.status === 'fulfilled' && opened.value) {
+        if (current.status === 'fulfilled' && current.value?.type === 'file' && current.value.size === baseSize) from = opened.value
+        else void channel.close(opened.value).catch(() => {})
+      }
+      if (created.status === 'rejected') throw created.reason
+      handle = created.value
       const openHandle = handle
-      await fill(channel, openHandle)
-      // The manifest is the commit point of a publish: make it durable before it replaces the old one.
-      if (this.connection.extensions.fsync) await channel.fsync(openHandle)
+      await fill(channel, openHandle, from)
+      // The manifest is the commit point of a publish: durable before it replaces the old one.
+      // Its stat is taken now, after the last write: close and rename change neither size nor time.
+      const [, written] = await Promise.all([this.connection.extensions.fsync ? channel.fsync(openHandle) : undefined, channel.fstat(openHandle)])
       handle = undefined
-      await channel.close(openHandle)
-      await this.replace(channel, temp, file)
+      const closing = [channel.close(openHandle), from ? channel.close(from).catch(() => {}) : undefined]
+      from = undefined
+      await Promise.all([...closing, this.replace(channel, temp, file)])
+      return toRemoteStat(written)
     } catch (error) {
       const failure = await this.failWrite(channel, error, posix.dirname(file), `(state) ${name}`, size)
       if (handle) await channel.close(handle).catch(() => {})
+      if (from) await channel.close(from).catch(() => {})
       await channel.unlink(temp).catch(() => {})
       throw failure
     }
@@ -794,12 +830,15 @@ export class SftpTarget implements Target {
       if (held) throw lockedError(this.name, held.toString('utf8'))
       throw this.fail(error, '(state) lock')
     }
+    // sftp-server answers in order: the close goes out with the write. Never closed twice: the
+    // server may already have given the handle's number to another file.
+    const written = channel.write(handle, body, 0, body.length, 0)
+    const closed = channel.close(handle)
     try {
-      await channel.write(handle, body, 0, body.length, 0)
-      await channel.close(handle)
+      await Promise.all([written, closed])
     } catch (error) {
       const failure = await this.failWrite(channel, error, this.stateAbs, '(state) lock', body.length)
-      await channel.close(handle).catch(() => {})
+      await closed.catch(() => {})
       await channel.unlink(file).catch(() => {})
       throw failure
     }
@@ -810,9 +849,14 @@ export class SftpTarget implements Target {
     const token = this.lockToken
     if (!token || !this.conn) return
     this.lockToken = undefined
+    const channel = this.conn.channel()
+    const file = `${this.stateAbs}/lock`
     try {
-      const held = await this.readState('lock')
-      if (held?.toString('utf8').includes(token)) await this.conn.channel().unlink(`${this.stateAbs}/lock`)
+      // Still ours? A lock is a line of JSON: one read, sent with the close, tells.
+      const handle = await channel.open(file, 'r')
+      const buffer = Buffer.allocUnsafe(LOCK_READ_BYTES)
+      const [bytes] = await Promise.all([channel.read(handle, buffer, 0, buffer.length, 0).catch(() => 0), channel.close(handle).catch(() => {})])
+      if (buffer.subarray(0, bytes).toString('utf8').includes(token)) await channel.unlink(file)
     } catch {
       // Never throws: a lock left behind names its holder and can be broken.
     }
@@ -846,12 +890,20 @@ export class SftpTarget implements Target {
       )
   }
 
-  /** 'ok' when every parent of `path` is a real directory; else what is in the way. */
+  /**
+   * 'ok' when every parent of `path` is a real directory; else what is in the way. Every level
+   * is asked at once (one round trip, not one per level) and judged from the root down: a level
+   * below a symlink was looked at through it, so its answer is dropped, never used.
+   */
   private async parentsState(path: string): Promise<'ok' | 'missing' | {dir: string; type: DirState}> {
-    for (const dir of parentDirs(path)) {
-      const state = await this.dirState(dir)
-      if (state === 'missing') return 'missing'
-      if (state !== 'dir') return {dir, type: state}
+    const dirs = parentDirs(path)
+    const states = dirs.map((dir) => this.dirState(dir))
+    for (const state of states) state.catch(() => {})
+    for (let level = 0; level < dirs.length; level++) {
+      const state = await states[level]
+      if (state === 'dir') continue
+      for (let below = level + 1; below < dirs.length; below++) if (this.dirs.get(dirs[below]) === states[below]) this.dirs.delete(dirs[below])
+      return state === 'missing' ? 'missing' : {dir: dirs[level], type: state}
     }
     return 'ok'
   }
@@ -864,15 +916,24 @@ export class SftpTarget implements Target {
     throw unsafe(this.name, path, state.dir, state.type)
   }
 
-  /** Creates missing parents one level at a time, checking each with lstat, so no symlink is followed. */
+  /**
+   * Creates missing parents one level at a time, checking each with lstat, so no symlink is
+   * followed. The levels are looked at all at once; below a level that had to be made, nothing
+   * can be there, so the deeper ones are made without waiting for their (stale) answers.
+   */
   private async ensureParents(path: string): Promise<void> {
-    for (const dir of parentDirs(path)) {
-      let state = await this.dirState(dir)
+    const dirs = parentDirs(path)
+    const looked = dirs.map((dir) => this.dirState(dir))
+    for (const state of looked) state.catch(() => {})
+    let made = false
+    for (const [level, dir] of dirs.entries()) {
+      let state: DirState = made ? 'missing' : await looked[level]
       if (state === 'missing') {
         const refused = await this.makeDir(dir, path)
         // A cached answer may be an lstat sent (on another channel) before the mkdir landed: look
         // again afresh, unless our mkdir just made it.
         state = refused ? await this.lstatDir(dir) : 'dir'
+        made = !refused
         if (state === 'dir') this.dirs.set(dir, Promise.resolve('dir'))
         // Not made, and nobody else made it either: the mkdir's own failure says why.
         if (state === 'missing' && refused) throw await this.failWrite(this.connection.channel(), refused, posix.dirname(this.abs(dir)), path, 0)

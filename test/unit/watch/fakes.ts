@@ -40,7 +40,9 @@ export class FakeTarget implements Target {
   async readState(): Promise<Buffer | null> {
     return null
   }
-  async writeState(): Promise<void> {}
+  async writeState(_name: string, data: Buffer): Promise<RemoteStat> {
+    return {type: 'file', size: data.length, mtimeMs: 0, mode: 0o600}
+  }
   async statState(): Promise<RemoteStat | null> {
     return null
   }
