@@ -134,6 +134,18 @@ export async function executePlan(target: Target, plan: TargetPlan, options: Exe
   function* changes() {
     for (let i = 0; i < recorded.length; i++) if (recorded[i]) yield journalLine(plan.actions[i].path, recordAfter(plan.actions[i])!)
   }
+  // The paths the manifest holds now, without building its map: the base's not deleted, and those added.
+  function* publishedPaths() {
+    const gone = new Set<string>()
+    for (let i = 0; i < recorded.length; i++) {
+      if (!recorded[i]) continue
+      const action = plan.actions[i]
+      const record = recordAfter(action)
+      if (record === null) gone.add(action.path)
+      else if (record && !base.has(action.path)) yield action.path
+    }
+    for (const path of base.keys()) if (!gone.has(path)) yield path
+  }
   // Changes recorded since the manifest was last written or journalled.
   let pending: string[] = []
   const apply = (action: Action) => {
@@ -230,6 +242,8 @@ export async function executePlan(target: Target, plan: TargetPlan, options: Exe
     emit({type: 'file-done', target: target.name, path: action.path, kind: action.kind, bytes})
     maybeFlush()
   }
+  // Signatures of large files sent, being recorded for the next change (they never throw).
+  const signing: Array<Promise<void>> = []
   const halted = () => Boolean(fatal || options.signal?.aborted)
   const attempt = async (action: Action, work: () => Promise<void>) => {
     if (halted()) return
@@ -246,6 +260,7 @@ export async function executePlan(target: Target, plan: TargetPlan, options: Exe
       attempt(action, async () => {
         if (action.backup) await target.backup(action.path, options.backupId)
         const result = await send(target, action, options.signatures, options.reads, landAfter)
+        if (result.signing) signing.push(result.signing)
         sent(action, result.bytes, result.delta)
       }),
     )
@@ -328,7 +343,7 @@ export async function executePlan(target: Target, plan: TargetPlan, options: Exe
           ),
         ),
       )
-      await removeEmptiedDirs(target, deletes.map((a) => a.path), currentFiles().keys())
+      await removeEmptiedDirs(target, deletes.map((a) => a.path), publishedPaths())
     }
   }
 
@@ -343,6 +358,7 @@ export async function executePlan(target: Target, plan: TargetPlan, options: Exe
     }
   }
   report.generation = generation
+  await Promise.all(signing)
 
   const failure = fatal ?? stopped ?? (options.signal?.aborted ? new MirrorError('INTERRUPTED', 'interrupted', {target: target.name}) : undefined)
   if (failure || report.failed.length > 0) {
@@ -373,9 +389,9 @@ function indexOfAction(actions: readonly Action[], action: Action): number {
 }
 
 /**
- * The transfers (add, update, repair) of the pages or of the other files, in plan order: those
- * that go in streams, and those that go one by one (all of them when too few could stream to be
- * worth it). Built in one pass: on a first publish of 100,000 files, each list of the plan's
+ * The transfers (add, update, repair) of the pages or of the other files: those that go in
+ * streams (in plan order), and those that go one by one (all of them when too few could stream
+ * to be worth it). Built in one pass: on a first publish of 100,000 files, each list of the plan's
  * size is almost a megabyte per target.
  */
 function transferGroup(actions: readonly Action[], pages: boolean, bulkable: (action: Action) => boolean): {bulk: Action[]; single: Action[]} {
@@ -383,10 +399,15 @@ function transferGroup(actions: readonly Action[], pages: boolean, bulkable: (ac
   const bulk: Action[] = []
   const single: Action[] = []
   for (const action of actions) if (inGroup(action)) (bulkable(action) ? bulk : single).push(action)
-  if (bulk.length >= BULK_MIN_FILES || bulk.length === 0) return {bulk, single}
-  // Too few to stream: all of them one by one, in plan order.
-  return {bulk: [], single: actions.filter(inGroup)}
+  // The largest first: a 50 MB video (or its delta) queued behind hundreds of thumbnails would
+  // hold back every page that waits for it.
+  if (bulk.length >= BULK_MIN_FILES || bulk.length === 0) return {bulk, single: largestFirst(single)}
+  // Too few to stream: all of them one by one.
+  return {bulk: [], single: largestFirst(actions.filter(inGroup))}
 }
+
+/** Sorted by source size, largest first; the same size stays in plan order. */
+const largestFirst = (actions: Action[]) => actions.sort((a, b) => b.source!.size - a.source!.size)
 
 /**
  * The target's error when files failed: a single failure is its own error (with its file); for
@@ -432,7 +453,7 @@ async function send(
   signatures: SignatureStore | undefined,
   reads: SharedReads<SourceEntry> | undefined,
   landAfter: Promise<unknown> | undefined,
-): Promise<{bytes: number; delta: boolean}> {
+): Promise<{bytes: number; delta: boolean; signing?: Promise<void>}> {
   const source = action.source!
   const options = {mode: source.mode, mtimeMs: source.mtimeMs, landAfter}
   if (!signatures || !deltaSized(source.size)) {
@@ -451,9 +472,9 @@ async function send(
   } else {
     await target.put(source.abs, action.path, options)
   }
-  // A no-op when the delta already recorded it, or another target did.
-  await signatures.remember(source.hash, source.abs)
-  return result
+  // A no-op when the delta already recorded it, or another target did. Awaited at the end of the
+  // publish, not here: the signature is for the next change, and the pages wait for this file.
+  return {...result, signing: signatures.remember(source.hash, source.abs)}
 }
 
 /** The action may go as a delta: an update of a large file whose slave copy is the published one, on a target that copies ranges. */

@@ -175,6 +175,51 @@ export function planTarget(input: PlanInput): TargetPlan {
 }
 
 /**
+ * Plans shared by the targets of one publish. Targets that take the same entries over the same
+ * manifest files probe the same paths, and when their slaves answer alike their plans differ
+ * only in the target's name. Each is a pass over every file of the site (20,000 on a big one,
+ * one target after the other on one thread): made once, not once per target.
+ */
+export class SharedPlanning {
+  private readonly probes = new WeakMap<object, WeakMap<object, string[]>>()
+  private readonly plans = new Map<string, TargetPlan>()
+  private readonly ids = new WeakMap<object, number>()
+  private lastId = 0
+
+  /** `pathsToProbe`, once per entries and manifest files. The list is shared: read it only. */
+  pathsToProbe(entries: ReadonlyMap<string, RoutedEntry>, base: Manifest | null, protect: (path: string) => boolean): readonly string[] {
+    if (!base) return pathsToProbe(entries, base, protect)
+    let byFiles = this.probes.get(entries)
+    if (!byFiles) this.probes.set(entries, (byFiles = new WeakMap()))
+    let paths = byFiles.get(base.files)
+    if (!paths) byFiles.set(base.files, (paths = pathsToProbe(entries, base, protect)))
+    return paths
+  }
+
+  /** `planTarget`, made once for targets whose inputs are the same but for their name and URL. */
+  plan(input: PlanInput): TargetPlan {
+    // A full listing differs from slave to slave in what no plan looks at; comparing it would cost what planning does.
+    if (input.listed) return planTarget(input)
+    const answers = [...input.slave]
+      .map(([path, s]) => `${path}\0${s ? `${s.type}\0${s.size}\0${s.mtimeMs}\0${s.mode}\0${s.hash ?? ''}` : '-'}`)
+      .sort()
+      .join('\n')
+    const key = `${this.id(input.entries)} ${input.base ? this.id(input.base.files) : '-'} ${this.id(input.protect)} ${input.force}\n${answers}`
+    const made = this.plans.get(key)
+    if (made) return {...made, target: input.target, url: input.url}
+    const plan = planTarget(input)
+    this.plans.set(key, plan)
+    return plan
+  }
+
+  private id(of: object): number {
+    let id = this.ids.get(of)
+    if (id === undefined) this.ids.set(of, (id = ++this.lastId))
+    return id
+  }
+}
+
+/**
  * The manifest record an action leaves behind, or null when the path leaves the manifest
  * (deleted, or kept but no longer published so no longer managed), or undefined when the
  * record does not change (keep of a published file, conflict). A new record at each call: the

@@ -19,7 +19,7 @@ import {emptyReport, executePlan, type TargetReport} from './executor.js'
 import {emptyManifest, fingerprint, ManifestBodies, type Manifest, type ParsedFiles} from './manifest.js'
 import {heldSource, loadManifest, recordHeldSource, saveManifestCopy, upToDateGeneration, type LoadedManifest} from './manifest-cache.js'
 import {countActions, type RoutedEntry, type TargetPlan} from './plan.js'
-import {needsHash, pathsToProbe, planTarget, type SlaveFile} from './planner.js'
+import {needsHash, SharedPlanning, type SlaveFile} from './planner.js'
 import {compileGlobs} from './globs.js'
 import type {ScanResult, ScanWarning, SourceEntry} from './scan.js'
 import {walkConfigSource, type WalkedTree} from './walk-aside.js'
@@ -203,6 +203,7 @@ export async function publish(config: Config, options: PublishOptions = {}): Pro
   if (!options.dryRun) startDeltas(scan, signatures)
   const reads = new SharedReads<SourceEntry>(readersOf(config))
   const bodies = new ManifestBodies()
+  const planning = new SharedPlanning()
   const backupId = new Date().toISOString().replace(/[:.]/g, '-')
   const outcomes = await Promise.all(
     selected.map((targetConfig) =>
@@ -252,8 +253,8 @@ export async function publish(config: Config, options: PublishOptions = {}): Pro
           // No trusted manifest (first publish, a damaged one, an interrupted publish): look at everything.
           const listed = Boolean(options.verify) || base === null || !base.complete
           const planBase = base && scope ? {...base, files: new Map([...base.files].filter(([p]) => scope(p, entries)))} : base
-          const slave = await probeSlave(target, entries, planBase, protect, listed, !options.dryRun)
-          const plan = planTarget({target: target.name, url: target.url, entries, base: planBase, slave, listed, protect, force: Boolean(options.force)})
+          const slave = await probeSlave(target, entries, planBase, protect, listed, !options.dryRun, planning)
+          const plan = planning.plan({target: target.name, url: target.url, entries, base: planBase, slave, listed, protect, force: Boolean(options.force)})
           outcome.plan = plan
           emit({type: 'target-planned', target: target.name, plan})
           if (options.dryRun) return outcome
@@ -456,6 +457,7 @@ async function probeSlave(
   protect: (path: string) => boolean,
   listed: boolean,
   cleanTemps: boolean,
+  planning: SharedPlanning,
 ): Promise<Map<string, SlaveFile | null>> {
   let slave: Map<string, SlaveFile | null>
   if (listed) {
@@ -473,7 +475,7 @@ async function probeSlave(
       await Promise.all([...dirs].map((d) => target.removeEmptyDir(d).catch(() => false)))
     }
   } else {
-    slave = await target.stat(pathsToProbe(entries, base, protect))
+    slave = await target.stat(planning.pathsToProbe(entries, base, protect))
   }
   const toHash = [...slave].filter(([path, stat]) => needsHash(stat, base?.files.get(path), entries.get(path))).map(([path]) => path)
   const limit = pLimit(Math.max(1, target.capabilities.maxTransfers))

@@ -2,7 +2,7 @@ import t from 'tap'
 
 import type {Manifest, ManifestRecord} from '../../../src/sync/manifest.js'
 import type {RoutedEntry} from '../../../src/sync/plan.js'
-import {needsHash, pathsToProbe, planTarget, recordAfter, type SlaveFile} from '../../../src/sync/planner.js'
+import {needsHash, pathsToProbe, planTarget, recordAfter, SharedPlanning, type SlaveFile} from '../../../src/sync/planner.js'
 
 const T0 = 1_700_000_000_000
 
@@ -140,4 +140,23 @@ t.test('needsHash: only when size and mtime cannot decide', async (t) => {
   t.equal(needsHash(file(7, T0 + 1000), rec('h'), e), false, 'a size matching neither cannot be equal')
   t.equal(needsHash(file(10, T0), undefined, e), true, 'no record, same size as the source')
   t.equal(needsHash(null, rec('h'), e), false)
+})
+
+t.test('targets with the same entries, manifest and slave answers share one plan; a slave that answers otherwise gets its own', async (t) => {
+  const e = entries(entry('a.html', 'new'), entry('b.html', 'h2'), entry('c.html', 'h3'))
+  const base = manifest({'a.html': rec('old'), 'b.html': rec('h2'), 'c.html': rec('h3')})
+  const protect = () => false
+  const planning = new SharedPlanning()
+  const probed = planning.pathsToProbe(e, base, protect)
+  t.same(probed, ['a.html'])
+  t.equal(planning.pathsToProbe(e, base, protect), probed, 'the probe list is made once')
+  const input = (target: string, slave: SlaveFile) => ({target, url: `sftp://${target}/www`, entries: e, base, slave: new Map([['a.html', slave]]), listed: false, protect, force: false})
+  const one = planning.plan(input('one', file(10)))
+  const two = planning.plan(input('two', file(10)))
+  t.equal(two.actions, one.actions, 'the second target reuses the first one\'s actions')
+  t.same([one.target, two.target, two.url], ['one', 'two', 'sftp://two/www'], 'each plan names its own target')
+  t.same(kinds(two), {'a.html': 'update'})
+  const edited = planning.plan(input('three', file(12, T0 + 60_000)))
+  t.same(kinds(edited), {'a.html': 'keep'}, 'a customized slave is planned on its own answers')
+  t.same(kinds(planning.plan(input('four', file(10)))), {'a.html': 'update'})
 })
