@@ -34,10 +34,6 @@ const FORMAT = 1
 
 type Row = [hash: string, size: number, mtimeMs: number, mode: number]
 
-function checksumOf(filesJson: string): string {
-  return createHash('sha256').update(filesJson).digest('hex')
-}
-
 export function emptyManifest(target: string): Manifest {
   return {target, generation: 0, publishedAt: '', publisher: '', complete: true, files: new Map()}
 }
@@ -152,19 +148,20 @@ export function parseManifest(data: Buffer, target: string, parsedFiles?: Parsed
       target,
       suggestion: 'The next publish rebuilds it from what is really on the slave (as with --verify).',
     })
-  const text = data.toString('utf8')
-  const filesStart = text.indexOf('"files":')
-  const filesJson = filesStart < 0 ? '' : text.slice(filesStart + 8, text.lastIndexOf('}'))
-  const checksum = checksumOf(filesJson)
+  // Bytes, not text: the "files" part is checksummed as it is on disk, and a manifest whose
+  // files were parsed already in this publish is never decoded whole.
+  const filesStart = data.indexOf('"files":')
+  const body = filesStart < 0 ? Buffer.alloc(0) : data.subarray(filesStart + 8, data.lastIndexOf('}'))
+  const checksum = bodyChecksum(body, parsedFiles)
   const known = parsedFiles?.get(checksum)
-  if (known && text[filesStart - 1] === ',') {
+  if (known && data[filesStart - 1] === 0x2c) {
     // Only the head is parsed; it must vouch for exactly these files.
-    const head = parseHead(`${text.slice(0, filesStart - 1)}}`)
+    const head = parseHead(`${data.toString('utf8', 0, filesStart - 1)}}`)
     if (head?.format === FORMAT && head.checksum === checksum) return manifestOf(head, known, target)
   }
   let parsed: Head & {files?: Record<string, Row>}
   try {
-    parsed = JSON.parse(text)
+    parsed = JSON.parse(data.toString('utf8'))
   } catch {
     throw corrupt('not JSON')
   }
@@ -179,6 +176,18 @@ export function parseManifest(data: Buffer, target: string, parsedFiles?: Parsed
   }
   parsedFiles?.set(checksum, files)
   return manifestOf(parsed, files, target)
+}
+
+/** "files" parts already checksummed in a publish (by its ParsedFiles): the same bytes again are compared, not hashed. */
+const checksummed = new WeakMap<ParsedFiles, Array<{body: Buffer; checksum: string}>>()
+
+function bodyChecksum(body: Buffer, parsedFiles: ParsedFiles | undefined): string {
+  const seen = parsedFiles ? checksummed.get(parsedFiles) : undefined
+  const same = seen?.find((s) => s.body.equals(body))
+  if (same) return same.checksum
+  const checksum = createHash('sha256').update(body).digest('hex')
+  if (parsedFiles) checksummed.set(parsedFiles, [...(seen ?? []), {body, checksum}])
+  return checksum
 }
 
 interface Head {

@@ -48,9 +48,10 @@ t.test('targets whose manifests hold the same files share one parsed map; their 
   other.target = 'cache2'
   other.generation = 12
   other.complete = false
+  other.publisher = 'zoë@mäster'
   const second = parseManifest(serializeManifest(other), 'cache2', parsedFiles)
   t.equal(second.files, first.files, 'one map for both')
-  t.match(second, {target: 'cache2', generation: 12, complete: false})
+  t.match(second, {target: 'cache2', generation: 12, complete: false, publisher: 'zoë@mäster'})
   const changed = sample()
   changed.files.delete('index.html')
   t.not(parseManifest(serializeManifest(changed), 'www', parsedFiles).files, first.files, 'other files, another map')
