@@ -518,6 +518,19 @@ t.test('sftp: with bulk off, or without exec, putMany leaves every file to put',
   t.same(await fs.readdir(root), [])
 })
 
+t.test('sftp: the manifest stat asked at connect time is never used after a lock', async (t) => {
+  const {root, state} = await newRoot(t)
+  const target = new SftpTarget(config(sshd, root, {state}), {config: sshd.sshConfigFile})
+  t.teardown(() => target.close())
+  await target.connect()
+  // Another master writes a manifest after this connection asked about it, before the lock.
+  await fs.mkdir(state, {recursive: true})
+  await fs.writeFile(join(state, 'manifest.json'), 'x'.repeat(123))
+  await target.lock({host: 'test', user: 'test', pid: process.pid, since: new Date().toISOString(), command: 'publish'})
+  t.equal((await target.statState('manifest.json'))?.size, 123, 'the locked publish sees the manifest as it is now')
+  await target.unlock()
+})
+
 t.test('sftp: patchState rebuilds a state file from its unchanged blocks; another base size means a whole write', async (t) => {
   const {root, state} = await newRoot(t)
   const target = new SftpTarget(config(sshd, root, {state}), {config: sshd.sshConfigFile})

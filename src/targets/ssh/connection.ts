@@ -464,19 +464,14 @@ export class SshConnection {
     }
     this.markLost(new MirrorError('CONNECTION_LOST', 'the connection was closed', {target: this.target}))
     if (!this.sock || this.sock.destroyed) return
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, 1000)
-      this.client.once('close', () => {
-        clearTimeout(timer)
-        resolve()
-      })
-      try {
-        this.client.end()
-      } catch {
-        clearTimeout(timer)
-        resolve()
-      }
-    })
+    try {
+      this.client.end()
+    } catch {
+      this.sock.destroy()
+    }
+    // The server answers a disconnect by closing the socket: nothing is left to wait for (a round
+    // trip at the end of every publish), and the closing socket no longer keeps the process alive.
+    this.sock.unref()
   }
 
   private markLost(error: MirrorError): void {

@@ -27,6 +27,8 @@ const REQUESTS_PER_CHANNEL = 64
 const CHUNK = 64 * 1024
 /** Write or read requests in flight for one file: 16 × 64 KiB keeps a 1 MiB pipe full. */
 const FILE_WINDOW = 16
+/** How long the manifest's stat asked at connect time stands in for a fresh one. */
+const MANIFEST_AHEAD_MS = 10_000
 /** A lock (a line of JSON naming its holder) is read whole in one request of this size. */
 const LOCK_READ_BYTES = 16 * 1024
 /** Files at least this big are hashed by the slave when exec works; smaller ones are cheaper to read. */
@@ -76,6 +78,14 @@ export class SftpTarget implements Target {
   /** False once `tar` on the slave failed us: files go one by one over SFTP from then on. */
   private bulk = true
   private lockToken: string | undefined
+  /**
+   * The manifest's stat, asked at connect time with the root's: the quick noop's one question
+   * then costs no round trip of its own. Taken by the first `statState` of the manifest; gone
+   * once a lock is taken or a state file written, after which only a fresh answer will do, and
+   * after MANIFEST_AHEAD_MS (a connection kept open by watch). Undefined inside: ask again.
+   */
+  private manifestAhead: Promise<RemoteStat | null | undefined> | undefined
+  private manifestAheadAt = 0
 
   constructor(config: TargetConfig, ssh: {config?: string; knownHosts?: string} = {}) {
     if (config.location.kind !== 'sftp') throw new MirrorError('INTERNAL', 'SftpTarget needs an sftp:// URL', {target: config.name})
@@ -129,6 +139,13 @@ export class SftpTarget implements Target {
       // The home directory (one round trip) only when a path is relative to it.
       const fromHome = async (p: string) => (p.startsWith('/') ? posix.normalize(p) : posix.join(await conn.home(), p))
       this.rootAbs = (await fromHome(this.location.root)).replace(/\/+$/, '')
+      // sftp-server resolves a relative path against the home directory, as fromHome does.
+      const statePath = this.config.state ?? defaultSftpStateDir(this.name, this.rootAbs)
+      this.manifestAheadAt = Date.now()
+      this.manifestAhead = conn
+        .channel()
+        .lstat(posix.join(statePath, 'manifest.json'))
+        .then(toRemoteStat, (error) => (sftpStatus(error) === SFTP_STATUS.NO_SUCH_FILE ? null : undefined))
       // The root's check and the state's home lookup go out together.
       const [stat, stateAbs] = await Promise.all([
         // The root itself may be a symlink (/var/www -> /srv/www): that is the admin's choice.
@@ -139,7 +156,7 @@ export class SftpTarget implements Target {
             if (sftpStatus(error) === SFTP_STATUS.NO_SUCH_FILE) return null
             throw error
           }),
-        fromHome(this.config.state ?? defaultSftpStateDir(this.name, this.rootAbs)),
+        fromHome(statePath),
       ])
       this.stateAbs = stateAbs.replace(/\/+$/, '')
       if (!stat || (stat.mode & S_IFMT) !== S_IFDIR) {
@@ -163,6 +180,7 @@ export class SftpTarget implements Target {
     this.dirs.clear()
     this.mkdirs.clear()
     this.stateDirs.clear()
+    this.manifestAhead = undefined
     await conn?.close().catch(() => {})
   }
 
@@ -728,6 +746,7 @@ export class SftpTarget implements Target {
     baseSize: number | undefined,
     fill: (channel: SftpChannel, to: Buffer, from: Buffer | undefined) => Promise<void>,
   ): Promise<RemoteStat> {
+    this.manifestAhead = undefined
     const channel = this.connection.channel()
     const file = `${this.stateAbs}/${name}`
     const temp = `${file}.${randomBytes(4).toString('hex')}.tmp`
@@ -802,6 +821,10 @@ export class SftpTarget implements Target {
 
   async statState(name: string): Promise<RemoteStat | null> {
     this.check(name)
+    const ahead = name === 'manifest.json' && Date.now() - this.manifestAheadAt < MANIFEST_AHEAD_MS ? this.manifestAhead : undefined
+    this.manifestAhead = undefined
+    const answered = await ahead
+    if (answered !== undefined) return answered
     try {
       return toRemoteStat(await this.connection.channel().lstat(`${this.stateAbs}/${name}`))
     } catch (error) {
@@ -811,6 +834,7 @@ export class SftpTarget implements Target {
   }
 
   async lock(owner: LockOwner, breakLock = false): Promise<void> {
+    this.manifestAhead = undefined
     const token = `${owner.host}:${owner.pid}:${randomBytes(6).toString('hex')}`
     const body = Buffer.from(JSON.stringify({...owner, token}))
     if (breakLock) {
