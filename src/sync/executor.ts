@@ -266,10 +266,10 @@ export async function executePlan(target: Target, plan: TargetPlan, options: Exe
     )
 
   /** Small files in streams where the target can; what it did not take goes one by one. */
-  const sendBulk = async (actions: Action[]) => {
-    for (let start = 0; start < actions.length && !halted(); start += BULK_BATCH_FILES) await sendBatch(actions.slice(start, start + BULK_BATCH_FILES))
+  const sendBulk = async (actions: Action[], landAfter?: Promise<unknown>) => {
+    for (let start = 0; start < actions.length && !halted(); start += BULK_BATCH_FILES) await sendBatch(actions.slice(start, start + BULK_BATCH_FILES), landAfter)
   }
-  const sendBatch = async (batch: Action[]) => {
+  const sendBatch = async (batch: Action[], landAfter: Promise<unknown> | undefined) => {
     const byPath = new Map(batch.map((a) => [a.path, a]))
     const reported = new Set<string>()
     const reads = options.reads
@@ -279,17 +279,23 @@ export async function executePlan(target: Target, plan: TargetPlan, options: Exe
       return {localPath: source.abs, path: a.path, size, options: {mode, mtimeMs}, read: reads ? () => reads.read(source) : undefined}
     })
     try {
-      await target.putMany!(files, (path, error) => {
-        reported.add(path)
-        const action = byPath.get(path)!
-        if (error) failed(action, error)
-        else sent(action, action.source!.size, false)
-      }, options.signal)
+      await target.putMany!(
+        files,
+        (path, error) => {
+          reported.add(path)
+          const action = byPath.get(path)!
+          if (error) failed(action, error)
+          else sent(action, action.source!.size, false)
+        },
+        options.signal,
+        landAfter,
+      )
     } catch (error) {
+      if (heldBack(error)) return
       for (const action of batch) if (!reported.has(action.path)) failed(action, error)
       return
     }
-    await Promise.all(batch.filter((a) => !reported.has(a.path)).map((a) => sendOne(a)))
+    await Promise.all(batch.filter((a) => !reported.has(a.path)).map((a) => sendOne(a, landAfter)))
   }
 
   // A large file's delta is the longest single piece of a small publish: all of them start now,
@@ -300,9 +306,8 @@ export async function executePlan(target: Target, plan: TargetPlan, options: Exe
     for (const a of deltas) signatures.deltaFor(a.baseHash!, a.source!.hash, a.source!.abs).catch(() => {})
   }
 
-  // Assets first, pages last: a page never lands before what it references. Pages sent one by
-  // one travel while the assets do and take their final names once every asset is done; pages
-  // in streams start after them.
+  // Assets first, pages last: a page never lands before what it references. Pages travel while
+  // the assets do (one by one, or in streams) and take their final names once every asset is done.
   const bulkable = (a: Action) => Boolean(target.putMany) && !a.backup && a.source!.size < DELTA_MIN_SIZE
   const assets = transferGroup(plan.actions, false, bulkable)
   const assetsDone = Promise.all([...assets.single.map((a) => sendOne(a)), assets.bulk.length > 0 ? sendBulk(assets.bulk) : undefined])
@@ -314,7 +319,7 @@ export async function executePlan(target: Target, plan: TargetPlan, options: Exe
   await Promise.all([
     assetsDone,
     ...pages.single.map((a) => sendOne(a, pagesMayLand)),
-    pages.bulk.length > 0 ? pagesMayLand.then(() => sendBulk(pages.bulk), () => {}) : undefined,
+    pages.bulk.length > 0 ? sendBulk(pages.bulk, pagesMayLand) : undefined,
   ])
 
   // Deletes go last, and only when every upload landed (rclone's rule): a failed upload may

@@ -109,9 +109,11 @@ export interface Target {
    * mode and mtime, rename; never through a symlink), faster than one `put` each. Calls
    * `onFile` once per file as it lands or fails. A file it did not report was not written (the
    * slave could not take the faster way, or `signal` stopped it): the caller `put`s it. Throws
-   * CONNECTION_LOST and the like when the target itself fails.
+   * CONNECTION_LOST and the like when the target itself fails. With `landAfter` the files may
+   * travel at once but take their final names only once it resolves; when it rejects, none
+   * does, nothing is reported, and it throws that rejection's error.
    */
-  putMany?(files: readonly BulkFile[], onFile: (path: string, error?: unknown) => void, signal?: AbortSignal): Promise<void>
+  putMany?(files: readonly BulkFile[], onFile: (path: string, error?: unknown) => void, signal?: AbortSignal, landAfter?: Promise<unknown>): Promise<void>
 
   /**
    * Present when `capabilities.copyData`: rebuilds the file at `path` from its current content

@@ -3,7 +3,7 @@
 
 import {spawnSync} from 'node:child_process'
 import {createHash, randomBytes} from 'node:crypto'
-import {mkdtempSync, readFileSync, writeFileSync} from 'node:fs'
+import {existsSync, mkdtempSync, readFileSync, writeFileSync} from 'node:fs'
 import * as fs from 'node:fs/promises'
 import {homedir, tmpdir} from 'node:os'
 import {join} from 'node:path'
@@ -503,6 +503,57 @@ t.test('sftp: putMany lands many files at once exactly as put would, and refuses
   t.same(await fs.readdir(outside), [])
   t.equal(outcome.get('taken.html'), 'UNSAFE_PATH', 'a directory in the way is not replaced')
   t.same((await fs.readdir(root)).filter((n) => n.startsWith('.mirror-tmp')), [], 'no temporary directory left')
+})
+
+t.test('sftp: putMany with landAfter streams the files at once and names them only when it resolves; a rejection lands none', async (t) => {
+  const {root} = await newRoot(t)
+  const local = tempDir('mirror-bulk-src-')
+  const bulk = await Promise.all(
+    Array.from({length: 20}, async (_, i) => {
+      await fs.writeFile(join(local, `p${i}`), `page ${i}`)
+      return {localPath: join(local, `p${i}`), path: `news/p${i}.html`, size: `page ${i}`.length, options: {mode: 0o644, mtimeMs: Date.now()}}
+    }),
+  )
+  const target = new SftpTarget(config(sshd, root), {config: sshd.sshConfigFile})
+  t.teardown(() => target.close())
+  await target.connect()
+  const tempsUnder = async (dir: string) => (await fs.readdir(dir)).filter((n) => n.startsWith('.mirror-tmp'))
+
+  let open!: () => void
+  const gate = new Promise<void>((resolve) => (open = resolve))
+  const landed: string[] = []
+  const putting = target.putMany!(bulk, (path, error) => !error && landed.push(path), undefined, gate)
+  // The stream goes out while the gate is shut: its files wait in the staging directory.
+  for (let waited = 0; waited < 10_000; waited += 20) {
+    const [stage] = await tempsUnder(root)
+    if (stage && (await fs.readdir(join(root, stage))).length === bulk.length) break
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+  const [stage] = await tempsUnder(root)
+  t.equal((await fs.readdir(join(root, stage))).length, bulk.length, 'every file travelled before the gate opened')
+  t.notOk(existsSync(join(root, 'news')), 'no file under its final name yet')
+  t.same(landed, [])
+  open()
+  await putting
+  t.equal(landed.length, bulk.length)
+  t.equal(await fs.readFile(join(root, 'news/p7.html'), 'utf8'), 'page 7')
+  t.same(await tempsUnder(root), [], 'the staging directory is gone')
+
+  const {root: second} = await newRoot(t)
+  const other = new SftpTarget(config(sshd, second), {config: sshd.sshConfigFile})
+  t.teardown(() => other.close())
+  await other.connect()
+  const refused = new Error('stopped')
+  const shut = Promise.reject(refused)
+  shut.catch(() => {})
+  const reported: string[] = []
+  const thrown = await other.putMany!(bulk, (path) => reported.push(path), undefined, shut).then(
+    () => undefined,
+    (error: unknown) => error,
+  )
+  t.ok(thrown === refused || (thrown as {cause?: unknown})?.cause === refused, 'it throws what the gate was refused with')
+  t.same(reported, [], 'nothing is reported')
+  t.same(await fs.readdir(second), [], 'nothing landed, no staging directory left')
 })
 
 t.test('sftp: with bulk off, or without exec, putMany leaves every file to put', async (t) => {

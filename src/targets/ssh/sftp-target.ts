@@ -368,7 +368,7 @@ export class SftpTarget implements Target {
    * then each renamed into place over SFTP with the same checks as `put`. Per file that is one
    * request instead of six; the bytes are the same.
    */
-  async putMany(files: readonly BulkFile[], onFile: (path: string, error?: unknown) => void, signal?: AbortSignal): Promise<void> {
+  async putMany(files: readonly BulkFile[], onFile: (path: string, error?: unknown) => void, signal?: AbortSignal, landAfter?: Promise<unknown>): Promise<void> {
     const conn = this.working
     if (!this.bulk || this.config.bulk === false || files.length === 0 || !(await conn.canExec())) return
     const channel = conn.channel()
@@ -438,7 +438,10 @@ export class SftpTarget implements Target {
         this.bulk = false
         return
       }
-      const limit = pLimit(REQUESTS_PER_CHANNEL)
+      // Staged under names of our own; the final names wait for the caller's word.
+      await landAfter
+      // Renames are small requests: as many in flight as the connection's channels take.
+      const limit = this.requestLimit()
       await Promise.all(
         staged.map(({file, name}) =>
           limit(async () => {
