@@ -5,6 +5,7 @@
 import {createHash} from 'node:crypto'
 
 import {MirrorError} from '../errors.js'
+import {digestLines} from '../util/digest.js'
 import {checkRelativePath} from '../targets/paths.js'
 
 export interface ManifestRecord {
@@ -115,17 +116,7 @@ export class ManifestBodies {
 
   /** The body of `base` with `changes` (journal lines, in path order) applied; `build` makes its files when none is known yet. */
   get(base: Map<string, ManifestRecord>, changes: Iterable<string>, build: () => Map<string, ManifestRecord>): ManifestBody {
-    // Lines hashed a few dozen kilobytes at a time: an init records every file.
-    const digest = createHash('sha256')
-    let chunk = ''
-    for (const line of changes) {
-      chunk += line
-      if (chunk.length >= 1 << 16) {
-        digest.update(chunk)
-        chunk = ''
-      }
-    }
-    const key = digest.update(chunk).digest('hex')
+    const key = digestLines(changes)
     let bodies = this.byBase.get(base)
     if (!bodies) this.byBase.set(base, (bodies = new Map()))
     let body = bodies.get(key)
@@ -229,18 +220,15 @@ function manifestOf(head: Head, files: Map<string, ManifestRecord>, target: stri
 export function fingerprint(paths: Iterable<string>, contentOf: (path: string) => {hash: string; mode: number}): string {
   // Rows sort as their paths do (a path ends at the NUL, which sorts first), so the rows are
   // hashed in path order without building them all first.
-  // Rows go to the hash some 64 KB at a time: one update per row was most of the cost.
-  const digest = createHash('sha256')
-  let rows = ''
-  for (const path of [...paths].sort()) {
-    const c = contentOf(path)
-    rows += `${path}\0${c.hash}\0${c.mode}\n`
-    if (rows.length >= 1 << 16) {
-      digest.update(rows)
-      rows = ''
-    }
-  }
-  return digest.update(rows).digest('hex')
+  const sorted = [...paths].sort()
+  return digestLines(
+    (function* () {
+      for (const path of sorted) {
+        const c = contentOf(path)
+        yield `${path}\0${c.hash}\0${c.mode}\n`
+      }
+    })(),
+  )
 }
 
 /**

@@ -9,6 +9,7 @@ import * as fs from 'node:fs/promises'
 import {isAbsolute, join, relative, sep} from 'node:path'
 
 import {MirrorError} from '../errors.js'
+import {digestLines} from '../util/digest.js'
 import {compileGlobs, type Matcher} from './globs.js'
 
 export interface SourceEntry {
@@ -131,8 +132,6 @@ export interface ScanOptions {
 type CacheRow = [size: number, mtimeMs: number, ino: number, hash: string]
 
 const HASH_CONCURRENCY = 16
-/** Rows of the tree's print hashed in one update. */
-const PRINT_ROWS = 512
 /** Files up to this size are read in one call; larger ones are streamed. */
 const SMALL_FILE = 1 << 20
 
@@ -199,14 +198,12 @@ export async function walkSource(root: string, options: Pick<ScanOptions, 'exclu
     else files.push(sourceFile(path, resolved.abs, resolved.stats))
   }
   files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0))
-  // Hashed a few hundred rows at a time: one update per file cost as much as a tenth of the walk.
-  const print = createHash('sha256')
-  for (let i = 0; i < files.length; i += PRINT_ROWS) {
-    let rows = ''
-    for (const f of files.slice(i, i + PRINT_ROWS)) rows += `${f.path}\0${f.abs}\0${f.size}\0${f.mtimeMs}\0${f.ino}\0${f.mode}\n`
-    print.update(rows)
-  }
-  return {files, warnings, print: print.digest('hex')}
+  const print = digestLines(
+    (function* () {
+      for (const f of files) yield `${f.path}\0${f.abs}\0${f.size}\0${f.mtimeMs}\0${f.ino}\0${f.mode}\n`
+    })(),
+  )
+  return {files, warnings, print}
 }
 
 const sourceFile = (path: string, abs: string, stats: Stats): SourceFile => ({path, abs, size: stats.size, mtimeMs: stats.mtimeMs, ino: stats.ino, mode: stats.mode})

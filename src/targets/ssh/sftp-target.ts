@@ -924,8 +924,7 @@ export class SftpTarget implements Target {
    */
   private async parentsState(path: string): Promise<'ok' | 'missing' | {dir: string; type: DirState}> {
     const dirs = parentDirs(path)
-    const states = dirs.map((dir) => this.dirState(dir))
-    for (const state of states) state.catch(() => {})
+    const states = this.lookAtAll(dirs)
     for (let level = 0; level < dirs.length; level++) {
       const state = await states[level]
       if (state === 'dir') continue
@@ -933,6 +932,13 @@ export class SftpTarget implements Target {
       return state === 'missing' ? 'missing' : {dir: dirs[level], type: state}
     }
     return 'ok'
+  }
+
+  /** dirState of every level at once; each answer is met where it is awaited, not as an unhandled rejection. */
+  private lookAtAll(dirs: readonly string[]): Array<Promise<DirState>> {
+    const looked = dirs.map((dir) => this.dirState(dir))
+    for (const state of looked) state.catch(() => {})
+    return looked
   }
 
   /** Drops the cached answers for the levels below `level` that `looked` asked for: they were looked at through what is there. */
@@ -955,8 +961,7 @@ export class SftpTarget implements Target {
    */
   private async ensureParents(path: string): Promise<void> {
     const dirs = parentDirs(path)
-    const looked = dirs.map((dir) => this.dirState(dir))
-    for (const state of looked) state.catch(() => {})
+    const looked = this.lookAtAll(dirs)
     let made = false
     for (const [level, dir] of dirs.entries()) {
       let state: DirState = made ? 'missing' : await looked[level]
