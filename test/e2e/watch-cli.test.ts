@@ -90,6 +90,16 @@ t.test('--json: one JSON object per event and line; SIGTERM exits 0 leaving noth
   t.match((carried()?.targets as Array<{target: string}>).find((o) => o.target === 'www'), {ok: true, sent: 1})
   t.type(carried()?.durationMs, 'number')
   t.equal(await fs.readFile(p.www('index.html'), 'utf8'), '<html>from watch</html>')
+  // Stopped only once the edit no longer waits for www: after a catch-up, the batch that confirms it.
+  const wwwPending = () => {
+    const lastForWww = events(r)
+      .filter((e) => e.event === 'batch')
+      .map((e) => (e.targets as Array<{target: string; pending: number}>).find((o) => o.target === 'www'))
+      .filter(Boolean)
+      .at(-1)
+    return lastForWww?.pending
+  }
+  t.ok(await until(() => wwwPending() === 0), 'nothing waits for www')
 
   r.child.kill('SIGTERM')
   t.equal(await r.exit, 0, 'exit 0 on SIGTERM')
