@@ -6,9 +6,9 @@ import pLimit from 'p-limit'
 
 import {MirrorError, withContext} from '../errors.js'
 import {parentDirs} from '../targets/paths.js'
-import type {RemoteStat, Target} from '../targets/target.js'
+import type {RemoteStat, StateBytes, Target} from '../targets/target.js'
 import type {PublishEvent} from './events.js'
-import {JOURNAL, journalHeader, journalLine, serializeManifest, type Manifest, type ManifestBodies} from './manifest.js'
+import {JOURNAL, journalHeader, journalLine, manifestStream, serializeManifest, type Manifest, type ManifestBodies, type ManifestRecord, type ManifestRows, type WrittenManifest} from './manifest.js'
 import type {Action, TargetPlan} from './plan.js'
 import {recordAfter} from './planner.js'
 import {DELTA_MIN_SIZE, deltaSized, diffBuffers} from './delta.js'
@@ -34,8 +34,10 @@ export interface ExecuteOptions {
   baseBytes?: Buffer
   /** Final manifest bodies shared with the other targets of the publish. */
   bodies?: ManifestBodies
+  /** Final manifests of this many files or more are made row by row as they are written (default BIG_MANIFEST_FILES). */
+  streamManifestFrom?: number
   /** Called after each successful manifest write with the bytes written, what they hold and the file's stat on the slave. */
-  onManifestWritten?: (data: Buffer, manifest: Manifest, written: RemoteStat) => Promise<void>
+  onManifestWritten?: (data: Buffer | StateBytes, manifest: WrittenManifest, written: RemoteStat) => Promise<void>
 }
 
 export interface TargetReport {
@@ -75,22 +77,12 @@ const BULK_MIN_FILES = 500
 const BULK_BATCH_FILES = 2000
 
 /**
- * Manifests of this many files are written one target at a time: the targets of a big first
- * publish finish together, and their manifests (13 MB of bytes each at 100,000 files, plus the
- * copy it is diffed against) were its peak memory.
+ * Final manifests of this many files are made row by row as they are written, one target at a
+ * time: the targets of a big first publish finish together, and their manifests (a map of the
+ * files and 13 MB of bytes each at 100,000 files) were the publish's peak memory.
  */
 const BIG_MANIFEST_FILES = 50_000
 const bigManifestWrites = pLimit(1)
-/**
- * The bytes of the final big manifests, serialized one after the other into the same buffer:
- * nothing keeps them once written, but four 13 MB buffers left for the collector were still a
- * publish's peak. Let go when no big write waits.
- */
-let bigManifestBuffer: Buffer | undefined
-const inBigManifestBuffer = (size: number) => {
-  if (!bigManifestBuffer || bigManifestBuffer.length < size) bigManifestBuffer = Buffer.allocUnsafe(size)
-  return bigManifestBuffer.subarray(0, size)
-}
 
 /** Thrown to a page waiting for its final name when the publish stopped before its assets were done. */
 const HELD_BACK = new Error('held back: the publish stopped before the assets were done')
@@ -170,25 +162,26 @@ export async function executePlan(target: Target, plan: TargetPlan, options: Exe
     lastFlush = Date.now()
     generation = options.base.generation + 1
     const head = {target: options.base.target, generation, publishedAt: new Date().toISOString(), publisher: options.publisher, complete: final}
-    const big = fileCount >= BIG_MANIFEST_FILES
+    const big = fileCount >= (options.streamManifestFrom ?? BIG_MANIFEST_FILES)
     const write = async () => {
-      // Big manifests are not shared: their bytes are the peak memory of a big publish (see BIG_MANIFEST_FILES).
-      const body = final && !big ? options.bodies?.get(base, changes(), currentFiles) : undefined
+      if (big && final) {
+        // Streamed, not shared: see BIG_MANIFEST_FILES.
+        const rows = finalRows(base, plan.actions, recorded)
+        const data = manifestStream(head, rows)
+        const written = await target.writeState('manifest.json', data)
+        onSlave = undefined
+        await options.onManifestWritten?.(data, {...head, files: rows}, written)
+        return
+      }
+      const body = final ? options.bodies?.get(base, changes(), currentFiles) : undefined
       const manifest: Manifest = {...head, files: body?.files ?? currentFiles()}
-      const data = big && final ? serializeManifest(manifest, inBigManifestBuffer) : serializeManifest(manifest, undefined, body)
+      const data = serializeManifest(manifest, undefined, body)
       const written = await writeManifest(target, data, onSlave)
       // Kept only for a later write to be diffed against: after the final one there is none.
       onSlave = final ? undefined : data
       await options.onManifestWritten?.(data, manifest, written)
     }
-    if (!big) return write()
-    await bigManifestWrites(async () => {
-      try {
-        await write()
-      } finally {
-        if (bigManifestWrites.pendingCount === 0) bigManifestBuffer = undefined
-      }
-    })
+    return big ? bigManifestWrites(write) : write()
   }
   // A publish that lasts writes the manifest once as incomplete, then journals what lands: the
   // bytes it costs grow with the files sent, not with the size of the tree times the flushes.
@@ -426,6 +419,30 @@ function summarizeFailures(target: string, failed: TargetReport['failed'], first
     suggestion: first.suggestion,
     retryable: first.retryable,
   })
+}
+
+/**
+ * The final manifest's rows: the base's, with what landed recorded over them, in path order.
+ * The order is worked out once, as two arrays of references; the records are made as the rows
+ * are read. The same files as the executor's map of them (`currentFiles`), without the map.
+ */
+export function finalRows(base: ReadonlyMap<string, ManifestRecord>, actions: readonly Action[], recorded: Uint8Array): ManifestRows {
+  const landed: Action[] = []
+  for (let i = 0; i < recorded.length; i++) if (recorded[i]) landed.push(actions[i])
+  landed.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0))
+  const kept = [...base.keys()].sort()
+  return function* () {
+    let k = 0
+    for (const action of landed) {
+      for (; k < kept.length && kept[k] < action.path; k++) yield [kept[k], base.get(kept[k])!]
+      if (k < kept.length && kept[k] === action.path) k++
+      const record = recordAfter(action)
+      if (record) yield [action.path, record]
+      // Undefined: the record does not change. Null: the path leaves the manifest.
+      else if (record === undefined && base.has(action.path)) yield [action.path, base.get(action.path)!]
+    }
+    for (; k < kept.length; k++) yield [kept[k], base.get(kept[k])!]
+  }
 }
 
 /** Manifests smaller than this are simply written whole. */

@@ -8,8 +8,9 @@ import {join} from 'node:path'
 
 import type {TargetConfig} from '../config/schema.js'
 import {MirrorError} from '../errors.js'
-import type {RemoteStat, Target} from '../targets/target.js'
-import {applyJournal, fingerprint, JOURNAL, parseManifest, type Manifest, type ManifestRecord, type ParsedFiles} from './manifest.js'
+import {writeLocalFile} from '../targets/state-bytes.js'
+import type {RemoteStat, StateBytes, Target} from '../targets/target.js'
+import {applyJournal, fingerprint, JOURNAL, parseManifest, rowsFingerprint, type Manifest, type ManifestRecord, type ParsedFiles, type WrittenManifest} from './manifest.js'
 
 export interface LoadedManifest {
   /** null on a first publish, or when the slave's manifest is damaged (then `corrupt` is set). */
@@ -126,14 +127,14 @@ async function loadManifestFile(target: Target, config: TargetConfig, cacheDir: 
 }
 
 /** Records what was just written to the slave, with the stat the slave now reports for it. */
-export async function saveManifestCopy(config: TargetConfig, cacheDir: string, data: Buffer, manifest: Manifest, written: RemoteStat): Promise<void> {
+export async function saveManifestCopy(config: TargetConfig, cacheDir: string, data: Buffer | StateBytes, manifest: WrittenManifest, written: RemoteStat): Promise<void> {
   await writeCopy(join(cacheDir, copyName(config)), config, written.size, written.mtimeMs, data, manifest)
 }
 
-async function writeCopy(base: string, config: TargetConfig, size: number, mtimeMs: number, data: Buffer, manifest: Manifest): Promise<void> {
+async function writeCopy(base: string, config: TargetConfig, size: number, mtimeMs: number, data: Buffer | StateBytes, manifest: WrittenManifest): Promise<void> {
   await fs.mkdir(join(base, '..'), {recursive: true})
   // The manifest first, then the meta that vouches for it: a crash between them only costs a download.
-  await fs.writeFile(`${base}.manifest.json.tmp`, data)
+  await writeLocalFile(`${base}.manifest.json.tmp`, data)
   await fs.rename(`${base}.manifest.json.tmp`, `${base}.manifest.json`)
   await writeMeta(base, {url: config.url, size, mtimeMs, ...(manifest.complete ? {fingerprint: manifestFingerprint(manifest), generation: manifest.generation} : {})})
 }
@@ -147,8 +148,10 @@ async function writeMeta(base: string, meta: CopyMeta): Promise<void> {
 /** Fingerprints by files map: targets that share one (see ManifestBodies) share its fingerprint. */
 const fingerprints = new WeakMap<Map<string, ManifestRecord>, string>()
 
-function manifestFingerprint(manifest: Manifest): string {
-  let print = fingerprints.get(manifest.files)
-  if (print === undefined) fingerprints.set(manifest.files, (print = fingerprint(manifest.files.keys(), (path) => manifest.files.get(path)!)))
+function manifestFingerprint(manifest: Manifest | WrittenManifest): string {
+  const files = manifest.files
+  if (typeof files === 'function') return rowsFingerprint(files())
+  let print = fingerprints.get(files)
+  if (print === undefined) fingerprints.set(files, (print = fingerprint(files.keys(), (path) => files.get(path)!)))
   return print
 }

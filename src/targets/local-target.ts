@@ -12,7 +12,8 @@ import pLimit from 'p-limit'
 import type {TargetConfig} from '../config/schema.js'
 import {MirrorError, toMirrorError} from '../errors.js'
 import {checkRelativePath, parentDirs, tempNameFor} from './paths.js'
-import type {LockOwner, PutOptions, RemoteStat, Target, TargetCapabilities} from './target.js'
+import {writeLocalFile} from './state-bytes.js'
+import type {LockOwner, PutOptions, RemoteStat, StateBytes, Target, TargetCapabilities} from './target.js'
 
 const STAT_CONCURRENCY = 64
 
@@ -165,12 +166,12 @@ export class LocalTarget implements Target {
     })
   }
 
-  async writeState(name: string, data: Buffer): Promise<RemoteStat> {
+  async writeState(name: string, data: Buffer | StateBytes): Promise<RemoteStat> {
     const file = join(this.stateDir, name)
     const temp = `${file}.${randomBytes(4).toString('hex')}.tmp`
     try {
       await fs.mkdir(dirname(file), {recursive: true})
-      await fs.writeFile(temp, data)
+      await writeLocalFile(temp, data)
       await fs.rename(temp, file)
       return toRemoteStat(await fs.lstat(file))
     } catch (error) {

@@ -5,6 +5,15 @@
 
 import type {DeltaOp} from '../sync/delta.js'
 
+/**
+ * Bytes made on demand, in order, chunk by chunk: what a big manifest is written from, so that
+ * it is never whole in memory. `chunks` may be called more than once and gives the same bytes.
+ */
+export interface StateBytes {
+  readonly size: number
+  chunks(): Iterable<Buffer>
+}
+
 /** What a target found at a path. Symlinks are reported as such, never followed. */
 export interface RemoteStat {
   type: 'file' | 'dir' | 'symlink' | 'other'
@@ -144,10 +153,12 @@ export interface Target {
 
   /**
    * Writes a file of the target's state atomically (temporary name, then rename). `data` is not
-   * read once the promise settles: the caller may reuse it. Resolves to the new file's stat, the
-   * same size and mtime that `statState` gives right after.
+   * read once the promise settles: the caller may reuse it. Made on demand (StateBytes), its
+   * chunks are taken as they are written, never all first; fewer or more bytes than its `size`
+   * throw INTERNAL and leave the old file in place. Resolves to the new file's stat, the same
+   * size and mtime that `statState` gives right after.
    */
-  writeState(name: string, data: Buffer): Promise<RemoteStat>
+  writeState(name: string, data: Buffer | StateBytes): Promise<RemoteStat>
 
   /**
    * Appends `data` to a file of the target's state, creating it. Not atomic: a reader may find

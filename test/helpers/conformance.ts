@@ -174,6 +174,33 @@ export function runConformance(t: Test, kind: string, setup: () => Promise<Confo
     t.same(await fs.readdir(root), [], 'nothing of the state is in the web root')
   })
 
+  withTarget('writeState takes bytes made on demand, and a short stream leaves the old file in place', async (t, {target, root, stateDir}) => {
+    // Chunks of every kind of length: empty, small, and longer than one write request.
+    const parts = [Buffer.from('{"rows":['), Buffer.alloc(0), Buffer.alloc(200_000, 'a'), Buffer.alloc(70_000, 'b'), Buffer.from(']}\n')]
+    const whole = Buffer.concat(parts)
+    let made = 0
+    const written = await target.writeState('manifest.json', {
+      size: whole.length,
+      *chunks() {
+        for (const part of parts) {
+          made++
+          yield part
+        }
+      },
+    })
+    t.equal(made, parts.length, 'each chunk is made once')
+    t.ok((await target.readState('manifest.json'))?.equals(whole), 'the file holds the chunks in order')
+    t.same(written, await target.statState('manifest.json'), 'writeState resolves to the stat the target then reports')
+
+    const short = target.writeState('manifest.json', {size: whole.length + 1, chunks: () => parts})
+    t.equal(await errorCode(short), 'INTERNAL', 'fewer bytes than announced is an error')
+    const long = target.writeState('manifest.json', {size: 10, chunks: () => parts})
+    t.equal(await errorCode(long), 'INTERNAL', 'more bytes than announced is an error')
+    t.ok((await target.readState('manifest.json'))?.equals(whole), 'the old file is still whole')
+    t.same(await fs.readdir(stateDir), ['manifest.json'], 'no temporary file is left')
+    t.same(await fs.readdir(root), [], 'nothing of the state is in the web root')
+  })
+
   withTarget('appendState adds to the end of a state file, creating it; removeState removes it', async (t, {target, root, stateDir}) => {
     await target.appendState('manifest.journal', Buffer.from('one\n'))
     await target.appendState('manifest.journal', Buffer.alloc(100_000, 'x'))

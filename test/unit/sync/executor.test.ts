@@ -9,9 +9,14 @@ import {setTimeout as sleep} from 'node:timers/promises'
 import t from 'tap'
 
 import {loadConfig} from '../../../src/config/load.js'
+import type {TargetConfig} from '../../../src/config/schema.js'
+import {executePlan, finalRows} from '../../../src/sync/executor.js'
+import {emptyManifest, parseManifest} from '../../../src/sync/manifest.js'
+import {countActions, type Action, type TargetPlan} from '../../../src/sync/plan.js'
 import {publish} from '../../../src/sync/publish.js'
+import type {SourceEntry} from '../../../src/sync/scan.js'
 import {LocalTarget} from '../../../src/targets/local-target.js'
-import type {PutOptions} from '../../../src/targets/target.js'
+import type {PutOptions, RemoteStat, StateBytes} from '../../../src/targets/target.js'
 import {readTree, tempDir, writeTree} from '../../helpers/site.js'
 
 const ASSET = 'img/photo.jpg'
@@ -68,4 +73,94 @@ t.test('a publish stopped while the assets are on the way lands no page and leav
   t.same(report.failed, [], 'the page held back is not reported as failed: it was never sent')
   t.same(Object.keys(await readTree(slave)), [ASSET], 'the asset landed, the page did not')
   t.same(readdirSync(slave).filter((name) => name.startsWith('.mirror-tmp-')), [], 'no temporary file is left')
+})
+
+t.test('a big final manifest is written row by row, and holds the same files as one written whole', async (t) => {
+  const dir = tempDir('mirror-executor-stream-')
+  const source = join(dir, 'public')
+  const files: Record<string, string> = {'b.css': 'new css', 'kept.txt': 'kept'}
+  for (let i = 0; i < 300; i++) files[`p/${String(i).padStart(3, '0')}.html`] = `page ${i}`
+  await writeTree(source, files)
+  const entry = (path: string): SourceEntry => ({path, abs: join(source, path), size: Buffer.byteLength(files[path]), mtimeMs: 1_700_000_000_000, mode: 0o644, hash: `h-${path}`})
+  const record = (hash: string) => ({hash, size: 1, mtimeMs: 1_600_000_000_000, mode: 0o644})
+  const actions: Action[] = [
+    {kind: 'update', path: 'b.css', source: entry('b.css'), baseHash: 'h-old-css'},
+    {kind: 'delete', path: 'gone.html'},
+    ...Object.keys(files)
+      .filter((path) => path.startsWith('p/'))
+      .map((path): Action => ({kind: 'add', path, source: entry(path)})),
+  ]
+  const plan: TargetPlan = {target: 'www', url: '', actions, unchanged: 1, protected: 0, bytes: 0, counts: countActions(actions), verified: false}
+
+  const run = async (streamManifestFrom: number) => {
+    const slave = join(dir, `slave-${streamManifestFrom}`)
+    mkdirSync(slave)
+    const config: TargetConfig = {name: 'www', url: `file://${slave}`, location: {kind: 'file', root: slave}, state: join(dir, `state-${streamManifestFrom}`), transfers: 4, hostKeys: 'strict', timeoutMs: 10_000, compress: false, bulk: true}
+    const target = new StateWritesTarget(config)
+    await target.connect()
+    const base = emptyManifest('www')
+    base.generation = 4
+    base.files.set('b.css', record('h-old-css'))
+    base.files.set('gone.html', record('h-gone'))
+    base.files.set('kept.txt', record('h-kept'))
+    let copy: Buffer | undefined
+    const report = await executePlan(target, plan, {
+      base,
+      backupId: 'b',
+      publisher: 'test',
+      streamManifestFrom,
+      onManifestWritten: async (data) => {
+        copy = Buffer.isBuffer(data) ? data : Buffer.concat([...data.chunks()])
+      },
+    })
+    t.equal(report.ok, true)
+    const written = parseManifest((await target.readState('manifest.json'))!, 'www')
+    t.ok(copy?.equals((await target.readState('manifest.json'))!), 'the master keeps a copy of exactly the bytes on the slave')
+    return {written, streamed: target.streamed}
+  }
+  const whole = await run(Number.POSITIVE_INFINITY)
+  const streamed = await run(1)
+  t.equal(whole.streamed, false)
+  t.equal(streamed.streamed, true, 'the final manifest was made on demand')
+  t.equal(streamed.written.generation, 5)
+  t.equal(streamed.written.complete, true)
+  t.same([...streamed.written.files], [...whole.written.files], 'the same files, in the same order')
+  t.same(streamed.written.files.get('kept.txt'), record('h-kept'), 'a file nothing happened to keeps its record')
+  t.notOk(streamed.written.files.has('gone.html'), 'a deleted file leaves the manifest')
+  t.equal(streamed.written.files.get('b.css')?.hash, 'h-b.css', 'an updated file has its new record')
+  t.equal(streamed.written.files.size, 302)
+})
+
+/** Notes whether the final manifest came as bytes made on demand. */
+class StateWritesTarget extends LocalTarget {
+  streamed = false
+  override async writeState(name: string, data: Buffer | StateBytes): Promise<RemoteStat> {
+    if (name === 'manifest.json') this.streamed = !Buffer.isBuffer(data)
+    return super.writeState(name, data)
+  }
+}
+
+t.test('the final rows are the base with what landed recorded over it, in path order', async (t) => {
+  const record = (hash: string) => ({hash, size: 1, mtimeMs: 1_600_000_000_000, mode: 0o644})
+  const entry = (path: string): SourceEntry => ({path, abs: `/src/${path}`, size: 2, mtimeMs: 1_700_000_000_500, mode: 0o600, hash: `new-${path}`})
+  // The base as a journal may leave it: not in path order.
+  const base = new Map([['z.txt', record('z')], ['c.txt', record('c')], ['a.txt', record('a')], ['k.txt', record('k')]])
+  const actions: Action[] = [
+    {kind: 'add', path: 'b.txt', source: entry('b.txt')},
+    {kind: 'delete', path: 'c.txt'},
+    {kind: 'add', path: 'd.txt', source: entry('d.txt')},
+    {kind: 'keep', path: 'k.txt', source: entry('k.txt')},
+    {kind: 'update', path: 'z.txt', source: entry('z.txt')},
+  ]
+  // d.txt did not land (a failure): it stays out.
+  const recorded = Uint8Array.from([1, 1, 0, 1, 1])
+  const rows = finalRows(base, actions, recorded)
+  const expected = [
+    ['a.txt', record('a')],
+    ['b.txt', {hash: 'new-b.txt', size: 2, mtimeMs: 1_700_000_000_000, mode: 0o600}],
+    ['k.txt', record('k')],
+    ['z.txt', {hash: 'new-z.txt', size: 2, mtimeMs: 1_700_000_000_000, mode: 0o600}],
+  ]
+  t.same([...rows()], expected)
+  t.same([...rows()], expected, 'the same rows on every pass')
 })

@@ -1,6 +1,6 @@
 import t from 'tap'
 
-import {applyJournal, emptyManifest, journalHeader, journalLine, ManifestBodies, parseManifest, serializeManifest} from '../../../src/sync/manifest.js'
+import {applyJournal, emptyManifest, fingerprint, journalHeader, journalLine, ManifestBodies, manifestStream, parseManifest, rowsFingerprint, serializeManifest} from '../../../src/sync/manifest.js'
 
 const sample = () => {
   const m = emptyManifest('www')
@@ -33,6 +33,26 @@ t.test('a big manifest (several megabytes, names in many scripts) is the same af
   const long = `long/${'é'.repeat(400_000)}`
   m.files.set(long, {hash: 'e'.repeat(64), size: 1, mtimeMs: 0, mode: 0o600})
   t.same(JSON.parse(serializeManifest(m).toString()).files[long], ['e'.repeat(64), 1, 0, 0o600])
+})
+
+t.test('a manifest streamed from its rows is byte for byte the serialized one, and so is its fingerprint', async (t) => {
+  const m = sample()
+  // Enough rows for many chunks, names in several scripts.
+  for (let i = 0; i < 3000; i++) m.files.set(`${i % 2 ? 'ページ' : 'a'}/${String(i).padStart(5, '0')}.html`, {hash: i.toString(16).padStart(64, '0'), size: i, mtimeMs: 1_700_000_000_000, mode: 0o644})
+  const {files, ...head} = m
+  const sorted = [...files].sort(([a], [b]) => (a < b ? -1 : 1))
+  const stream = manifestStream(head, () => sorted)
+  const chunks = [...stream.chunks()]
+  const whole = serializeManifest(m)
+  t.ok(chunks.length > 4, 'made in many chunks')
+  t.equal(stream.size, whole.length, 'the size is announced before the bytes are made')
+  t.ok(Buffer.concat(chunks).equals(whole), 'the same bytes as serializeManifest')
+  t.ok(Buffer.concat([...stream.chunks()]).equals(whole), 'and the same again on a second pass')
+  t.equal(parseManifest(whole, 'www').files.size, files.size)
+  t.equal(rowsFingerprint(sorted), fingerprint(files.keys(), (path) => files.get(path)!))
+
+  const none = manifestStream({...head, complete: false}, () => [])
+  t.equal(Buffer.concat([...none.chunks()]).toString(), serializeManifest({...emptyManifest('www'), ...head, complete: false}).toString(), 'an empty one too')
 })
 
 t.test('a hand-edited manifest is detected by its checksum'

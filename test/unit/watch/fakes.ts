@@ -4,7 +4,7 @@
 
 import {MirrorError} from '../../../src/errors.js'
 import type {PublishOptions, PublishResult, TargetOutcome} from '../../../src/sync/publish.js'
-import type {LockOwner, RemoteStat, Target} from '../../../src/targets/target.js'
+import type {LockOwner, RemoteStat, StateBytes, Target} from '../../../src/targets/target.js'
 
 export class FakeTarget implements Target {
   readonly url: string
@@ -40,8 +40,8 @@ export class FakeTarget implements Target {
   async readState(): Promise<Buffer | null> {
     return null
   }
-  async writeState(_name: string, data: Buffer): Promise<RemoteStat> {
-    return {type: 'file', size: data.length, mtimeMs: 0, mode: 0o600}
+  async writeState(_name: string, data: Buffer | StateBytes): Promise<RemoteStat> {
+    return {type: 'file', size: Buffer.isBuffer(data) ? data.length : data.size, mtimeMs: 0, mode: 0o600}
   }
   async statState(): Promise<RemoteStat | null> {
     return null
