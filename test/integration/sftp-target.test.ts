@@ -505,6 +505,41 @@ t.test('sftp: putMany lands many files at once exactly as put would, and refuses
   t.same((await fs.readdir(root)).filter((n) => n.startsWith('.mirror-tmp')), [], 'no temporary directory left')
 })
 
+t.test('sftp: files through reused buffers each land with their own bytes (streams of many megabytes, large files side by side)', async (t) => {
+  const {root} = await newRoot(t)
+  const local = tempDir('mirror-reuse-src-')
+  // Sizes from nothing to 200 KB, 6 MB in all: many full writes, each from a buffer used before.
+  const bulk = await Promise.all(
+    Array.from({length: 60}, async (_, i) => {
+      const body = randomBytes((i * 3449) % 200_000)
+      const file = join(local, `small${i}`)
+      await fs.writeFile(file, body)
+      return {localPath: file, path: `s/${i}.bin`, size: body.length, options: {mode: 0o644, mtimeMs: Date.now()}, body}
+    }),
+  )
+  const large = await Promise.all(
+    [0, 1, 2].map(async (i) => {
+      const body = randomBytes(1_500_000 + i * 70_001)
+      const file = join(local, `large${i}`)
+      await fs.writeFile(file, body)
+      return {file, path: `l/${i}.bin`, body}
+    }),
+  )
+  const target = new SftpTarget(config(sshd, root), {config: sshd.sshConfigFile})
+  t.teardown(() => target.close())
+  await target.connect()
+  const failed: string[] = []
+  await Promise.all([
+    target.putMany!(bulk, (path, error) => error && failed.push(path)),
+    ...large.map((f) => target.put(f.file, f.path, {mode: 0o644, mtimeMs: Date.now()})),
+  ])
+  t.same(failed, [])
+  let same = 0
+  for (const f of bulk) if ((await fs.readFile(join(root, f.path))).equals(f.body)) same++
+  t.equal(same, bulk.length, 'every streamed file holds exactly its bytes')
+  for (const f of large) t.ok((await fs.readFile(join(root, f.path))).equals(f.body), `${f.path} holds exactly its bytes`)
+})
+
 t.test('sftp: putMany with landAfter streams the files at once and names them only when it resolves; a rejection lands none', async (t) => {
   const {root} = await newRoot(t)
   const local = tempDir('mirror-bulk-src-')

@@ -369,9 +369,11 @@ export class SshConnection {
   /**
    * Runs a command whose stdin is fed by `feed` as it goes (`write` waits while the channel's
    * window is full), then closed; resolves with the exit code and output once the command ends.
-   * A `feed` that throws closes the channel and rejects with its error.
+   * A `feed` that throws closes the channel and rejects with its error. `write` may return
+   * before the chunk is taken; `taken`, when given, is called once its bytes are copied out, and
+   * the chunk may then be filled again (never when the channel failed).
    */
-  pipe(command: string, feed: (write: (chunk: Buffer) => Promise<void>) => Promise<void>): Promise<{code: number | null; stdout: Buffer; stderr: Buffer}> {
+  pipe(command: string, feed: (write: (chunk: Buffer, taken?: () => void) => Promise<void>) => Promise<void>): Promise<{code: number | null; stdout: Buffer; stderr: Buffer}> {
     return this.execLimit(() => {
       if (this.lost) return Promise.reject(this.lost)
       return new Promise((resolve, reject) => {
@@ -389,11 +391,13 @@ export class SshConnection {
             else if (failed) reject(failed)
             else resolve({code, stdout: Buffer.concat(out), stderr: Buffer.concat(err)})
           })
-          const write = (chunk: Buffer) =>
+          const write = (chunk: Buffer, taken?: () => void) =>
             new Promise<void>((done, fail) => {
               if (this.lost) return fail(this.lost)
               this.batch()
-              if (channel.write(chunk)) return done()
+              // The stream calls back once ssh2 has copied the chunk into its packets.
+              const written = channel.write(chunk, taken && ((error?: Error | null) => void (error ? undefined : taken())))
+              if (written) return done()
               const onDrain = () => {
                 channel.off('close', onClose)
                 done()

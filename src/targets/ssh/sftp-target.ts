@@ -16,7 +16,7 @@ import type {DeltaOp} from '../../sync/delta.js'
 import {checkedChunks, isStateBytes} from '../state-bytes.js'
 import type {BulkFile, LockOwner, PutOptions, RemoteStat, StateBytes, Target, TargetCapabilities} from '../target.js'
 import {SFTP_STATUS, SftpChannel, SshConnection, sftpStatus, type Attributes} from './connection.js'
-import {tarEnd, tarHeader, tarPadding} from './tar.js'
+import {tarEnd, tarHeader, tarMemberBytes, tarPadding} from './tar.js'
 
 /** Files read ahead of the tar stream of a bulk upload. */
 const BULK_READ_AHEAD = 8
@@ -37,6 +37,22 @@ const REMOTE_HASH_MIN_BYTES = 1024 * 1024
 /** One SFTP channel per this many transfers, up to MAX_CHANNELS (sshd's MaxSessions is 10 by default). */
 const TRANSFERS_PER_CHANNEL = 16
 const MAX_CHANNELS = 4
+
+/**
+ * The read buffers of whole-file uploads, used again once the write that sent one is answered.
+ * V8 counts buffers as external memory and starts a full collection for every 64 MB of new
+ * ones: a first publish reads hundreds of megabytes through here, a new buffer per chunk.
+ */
+const readBuffers = {
+  free: [] as Buffer[],
+  take(): Buffer {
+    return this.free.pop() ?? Buffer.allocUnsafe(CHUNK)
+  },
+  give(buffer: Buffer): void {
+    // Enough for the chunks in flight of a few transfers; more are left to the collector.
+    if (this.free.length < 4 * FILE_WINDOW) this.free.push(buffer)
+  },
+}
 
 const S_IFMT = 0o170000
 const S_IFDIR = 0o040000
@@ -322,8 +338,6 @@ export class SftpTarget implements Target {
       throw withContext(error, this.name, path)
     }
     const limit = pLimit(FILE_WINDOW)
-    const readChunk = async (buffer: Buffer, length: number, offset: number) =>
-      data ? data.copy(buffer, 0, offset, offset + length) : (await local!.read(buffer, 0, length, offset)).bytesRead
     try {
       size = data ? data.length : (await local!.stat()).size
       // Exclusive create: never opens through something (even a symlink) already at that name.
@@ -331,9 +345,17 @@ export class SftpTarget implements Target {
       const openHandle = handle
       const writeChunk = async (offset: number) => {
         const length = Math.min(CHUNK, size - offset)
-        const buffer = Buffer.allocUnsafe(length)
-        const bytesRead = await readChunk(buffer, length, offset)
+        // The caller's bytes go as they are: the request is a copy of them.
+        if (data) {
+          await channel.write(openHandle, data, offset, length, offset)
+          written += length
+          return
+        }
+        const buffer = readBuffers.take()
+        const {bytesRead} = await local!.read(buffer, 0, length, offset)
         await channel.write(openHandle, buffer, 0, bytesRead, offset)
+        // Only once answered: a write longer than the server takes goes in parts, from this buffer.
+        readBuffers.give(buffer)
         written += bytesRead
       }
       const seconds = Math.floor(options.mtimeMs / 1000)
@@ -345,7 +367,7 @@ export class SftpTarget implements Target {
       }
       if (size <= CHUNK) {
         const buffer = data ?? Buffer.allocUnsafe(size)
-        const bytesRead = data ? data.length : size > 0 ? await readChunk(buffer, size, 0) : 0
+        const bytesRead = data ? data.length : size > 0 ? (await local!.read(buffer, 0, size, 0)).bytesRead : 0
         const write = bytesRead > 0 ? channel.write(openHandle, buffer, 0, bytesRead, 0) : Promise.resolve()
         await Promise.all([write, finish()])
         written = bytesRead
@@ -389,17 +411,22 @@ export class SftpTarget implements Target {
           next.data.catch(() => {})
         }
       }
+      // A member never spans two writes: a buffer holds a full write plus the largest member.
+      const capacity = BULK_WRITE_BYTES + files.reduce((most, file) => Math.max(most, tarMemberBytes(file.size)), 0)
       const result = await conn.pipe(`tar -x -o -p -f - -C ${shellQuote(stageAbs)}`, async (write) => {
         // Small files are gathered into large writes: each write costs an SSH packet (padding,
-        // encryption, a socket write), and a 4 KiB page alone would fill an eighth of one.
-        let gathered: Buffer[] = []
+        // encryption, a socket write), and a 4 KiB page alone would fill an eighth of one. The
+        // buffers are used again once ssh2 has taken their bytes (see readBuffers).
+        const free: Buffer[] = []
+        let gathering: Buffer = Buffer.allocUnsafe(capacity)
         let gatheredBytes = 0
         const send = async () => {
           if (gatheredBytes === 0) return
-          const chunk = Buffer.concat(gathered, gatheredBytes)
-          gathered = []
+          const full = gathering
+          const chunk = full.subarray(0, gatheredBytes)
+          gathering = free.pop() ?? Buffer.allocUnsafe(capacity)
           gatheredBytes = 0
-          await write(chunk)
+          await write(chunk, () => free.push(full))
         }
         for (let i = 0; i < reads.length && !signal?.aborted; i++) {
           for (let k = i; k < i + BULK_READ_AHEAD; k++) read(k)
@@ -418,10 +445,7 @@ export class SftpTarget implements Target {
             continue
           }
           const name = `m${i}`
-          for (const part of [tarHeader(name, data.length, file.options.mode, file.options.mtimeMs / 1000), data, tarPadding(data.length)]) {
-            gathered.push(part)
-            gatheredBytes += part.length
-          }
+          for (const part of [tarHeader(name, data.length, file.options.mode, file.options.mtimeMs / 1000), data, tarPadding(data.length)]) gatheredBytes += part.copy(gathering, gatheredBytes)
           staged.push({file, name})
           if (gatheredBytes >= BULK_WRITE_BYTES) await send()
         }
@@ -513,10 +537,11 @@ export class SftpTarget implements Target {
         for (let done = 0; done < op.length; done += CHUNK) {
           const length = Math.min(CHUNK, op.length - done)
           jobs.push(async () => {
-            const buffer = Buffer.allocUnsafe(length)
+            const buffer = readBuffers.take()
             const {bytesRead} = await local.read(buffer, 0, length, op.offset + done)
             if (bytesRead !== length) throw new MirrorError('TRANSFER_FAILED', 'the local file changed while it was being sent', {target: this.name, path})
             await channel.write(to, buffer, 0, length, at + done)
+            readBuffers.give(buffer)
           })
         }
       }

@@ -30,6 +30,11 @@ export function tarHeader(name: string, size: number, mode: number, mtimeSeconds
   return header
 }
 
+/** The bytes a file of `size` takes in the archive: its header and its content padded to blocks. */
+export function tarMemberBytes(size: number): number {
+  return BLOCK + Math.ceil(size / BLOCK) * BLOCK
+}
+
 /** Zero bytes that bring a file's content to a whole number of blocks. */
 export function tarPadding(size: number): Buffer {
   const rest = size % BLOCK
