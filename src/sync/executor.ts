@@ -176,7 +176,7 @@ export async function executePlan(target: Target, plan: TargetPlan, options: Exe
       const body = final ? options.bodies?.get(base, changes(), currentFiles) : undefined
       const manifest: Manifest = {...head, files: body?.files ?? currentFiles()}
       const data = serializeManifest(manifest, undefined, body)
-      const written = await writeManifest(target, data, onSlave)
+      const written = await writeManifest(target, data, onSlave, options.bodies)
       // Kept only for a later write to be diffed against: after the final one there is none.
       onSlave = final ? undefined : data
       await options.onManifestWritten?.(data, manifest, written)
@@ -454,11 +454,11 @@ const MANIFEST_BLOCK = 256
  * Writes the manifest; a big one whose previous version is on the slave is rebuilt there from
  * its unchanged blocks (copy-data), so a small publish to a 20,000-file site does not send 2 MB.
  */
-async function writeManifest(target: Target, data: Buffer, previous: Buffer | undefined): Promise<RemoteStat> {
+async function writeManifest(target: Target, data: Buffer, previous: Buffer | undefined, bodies: ManifestBodies | undefined): Promise<RemoteStat> {
   // Only bytes the previous version has can be copied: from half the size down, the patch could
   // never be taken (the end of a long first publish, whose last write was early on).
   if (previous && previous.length > data.length / 2 && target.patchState && target.capabilities.copyData && data.length >= MANIFEST_DELTA_MIN) {
-    const delta = diffBuffers(previous, data, MANIFEST_BLOCK)
+    const delta = bodies ? bodies.diff(previous, data, MANIFEST_BLOCK) : diffBuffers(previous, data, MANIFEST_BLOCK)
     if (delta.literalBytes < data.length / 2) return target.patchState('manifest.json', previous.length, delta.ops, data)
   }
   return target.writeState('manifest.json', data)

@@ -6,6 +6,7 @@ import {createHash} from 'node:crypto'
 
 import {MirrorError} from '../errors.js'
 import {digestLines} from '../util/digest.js'
+import {diffBuffers, type Delta, type DeltaOp} from './delta.js'
 import {checkRelativePath} from '../targets/paths.js'
 import type {StateBytes} from '../targets/target.js'
 
@@ -172,6 +173,8 @@ export function rowsFingerprint(rows: Iterable<readonly [string, {hash: string; 
  */
 export class ManifestBodies {
   private readonly byBase = new WeakMap<Map<string, ManifestRecord>, Map<string, ManifestBody>>()
+  /** The last few deltas between "files" parts (bytes), newest last. */
+  private readonly diffs: Array<{from: Buffer; to: Buffer; delta: Delta}> = []
 
   /** The body of `base` with `changes` (journal lines, in path order) applied; `build` makes its files when none is known yet. */
   get(base: Map<string, ManifestRecord>, changes: Iterable<string>, build: () => Map<string, ManifestRecord>): ManifestBody {
@@ -181,6 +184,30 @@ export class ManifestBodies {
     let body = bodies.get(key)
     if (!body) bodies.set(key, (body = manifestBody(build())))
     return body
+  }
+
+  /**
+   * A delta that rebuilds manifest `data` from `previous` (as diffBuffers gives one). Targets whose
+   * manifests differ only in their heads (name, publisher, time) share the delta of their files,
+   * the costly part, made once; each gets it moved to where the files are in its own bytes.
+   */
+  diff(previous: Buffer, data: Buffer, blockSize: number): Delta {
+    const old = filesPart(previous)
+    const next = filesPart(data)
+    if (!old || !next) return diffBuffers(previous, data, blockSize)
+    const from = previous.subarray(old.start, old.end)
+    const to = data.subarray(next.start, next.end)
+    let made = this.diffs.find((d) => d.from.equals(from) && d.to.equals(to))
+    if (!made) {
+      made = {from, to, delta: diffBuffers(from, to, blockSize)}
+      // A publish has a few distinct manifests at most; older ones are not asked for again.
+      if (this.diffs.push(made) > 4) this.diffs.shift()
+    }
+    // The head and the end are sent as they are: a few hundred bytes.
+    const ops: DeltaOp[] = [{kind: 'data', offset: 0, length: next.start}]
+    for (const op of made.delta.ops) ops.push(op.kind === 'copy' ? {...op, from: op.from + old.start} : {...op, offset: op.offset + next.start})
+    ops.push({kind: 'data', offset: next.end, length: data.length - next.end})
+    return {ops, literalBytes: made.delta.literalBytes + next.start + data.length - next.end}
   }
 }
 
@@ -200,13 +227,13 @@ export function parseManifest(data: Buffer, target: string, parsedFiles?: Parsed
     })
   // Bytes, not text: the "files" part is checksummed as it is on disk, and a manifest whose
   // files were parsed already in this publish is never decoded whole.
-  const filesStart = data.indexOf('"files":')
-  const body = filesStart < 0 ? Buffer.alloc(0) : data.subarray(filesStart + 8, data.lastIndexOf('}'))
+  const part = filesPart(data)
+  const body = part ? data.subarray(part.start, part.end) : Buffer.alloc(0)
   const checksum = bodyChecksum(body, parsedFiles)
   const known = parsedFiles?.get(checksum)
-  if (known && data[filesStart - 1] === 0x2c) {
+  if (known && part && data[part.key - 1] === 0x2c) {
     // Only the head is parsed; it must vouch for exactly these files.
-    const head = parseHead(`${data.toString('utf8', 0, filesStart - 1)}}`)
+    const head = parseHead(`${data.toString('utf8', 0, part.key - 1)}}`)
     if (head?.format === FORMAT && head.checksum === checksum) return manifestOf(head, known, target)
   }
   let parsed: Head & {files?: Record<string, Row>}
@@ -226,6 +253,17 @@ export function parseManifest(data: Buffer, target: string, parsedFiles?: Parsed
   }
   parsedFiles?.set(checksum, files)
   return manifestOf(parsed, files, target)
+}
+
+/**
+ * Where a manifest's "files" are in its bytes: the key, and the object from its `{` to its `}`
+ * (end exclusive). The first `"files":` is the key: the head's strings come before it, and a
+ * quote inside them is escaped.
+ */
+function filesPart(data: Buffer): {key: number; start: number; end: number} | undefined {
+  const key = data.indexOf('"files":')
+  const end = data.lastIndexOf('}')
+  return key < 0 || end < key ? undefined : {key, start: key + 8, end}
 }
 
 /** "files" parts already checksummed in a publish (by its ParsedFiles): the same bytes again are compared, not hashed. */

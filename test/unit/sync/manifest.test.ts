@@ -1,5 +1,7 @@
 import t from 'tap'
 
+import {applyDelta} from '../../../src/sync/delta.js'
+
 import {applyJournal, emptyManifest, fingerprint, journalHeader, journalLine, ManifestBodies, manifestStream, parseManifest, rowsFingerprint, serializeManifest} from '../../../src/sync/manifest.js'
 
 const sample = () => {
@@ -139,4 +141,22 @@ t.test('targets that end with the same files share one body; each manifest still
   t.equal(builds, 2, 'other changes make another body')
   bodies.get(new Map(base), changes, build)
   t.equal(builds, 3, 'and so does another base')
+})
+
+t.test('targets whose manifests differ only in their heads share the delta of their files, and each rebuilds its own bytes', async (t) => {
+  const bodies = new ManifestBodies()
+  const files = new Map<string, {hash: string; size: number; mtimeMs: number; mode: number}>()
+  for (let i = 0; i < 2000; i++) files.set(`p/${String(i).padStart(4, '0')}.html`, {hash: i.toString(16).padStart(64, '0'), size: i, mtimeMs: 1_700_000_000_000, mode: 0o644})
+  const changed = new Map(files)
+  changed.set('p/0500.html', {hash: 'e'.repeat(64), size: 7, mtimeMs: 1_700_000_009_000, mode: 0o644})
+  changed.delete('p/1500.html')
+  const manifest = (target: string, publisher: string, f: typeof files) => serializeManifest({...emptyManifest(target), generation: 3, publisher, publishedAt: new Date(0).toISOString(), files: f})
+  for (const [target, publisher] of [['www1', 'ann@master'], ['a-much-longer-target-name', 'bob@other-master']]) {
+    const previous = manifest(target, 'ann@master', files)
+    const next = manifest(target, publisher, changed)
+    const delta = bodies.diff(previous, next, 256)
+    t.ok(applyDelta(previous, next, delta).equals(next), `${target}: rebuilt exactly`)
+    t.ok(delta.literalBytes < 2048, `${target}: only the head, the end and the changed rows are sent (${delta.literalBytes} bytes)`)
+  }
+  t.equal((bodies as unknown as {diffs: unknown[]}).diffs.length, 1, "the files' delta was made once, for both targets")
 })
