@@ -16,7 +16,7 @@ import type {DeltaOp} from '../../sync/delta.js'
 import {checkedChunks, isStateBytes} from '../state-bytes.js'
 import type {BulkFile, LockOwner, PutOptions, RemoteStat, StateBytes, Target, TargetCapabilities} from '../target.js'
 import {SFTP_STATUS, SftpChannel, SshConnection, sftpStatus, type Attributes} from './connection.js'
-import {tarEnd, tarHeader, tarMemberBytes, tarPadding} from './tar.js'
+import {tarEnd, tarMemberBytes, writeTarMember} from './tar.js'
 
 /** Files read ahead of the tar stream of a bulk upload. */
 const BULK_READ_AHEAD = 8
@@ -445,7 +445,7 @@ export class SftpTarget implements Target {
             continue
           }
           const name = `m${i}`
-          for (const part of [tarHeader(name, data.length, file.options.mode, file.options.mtimeMs / 1000), data, tarPadding(data.length)]) gatheredBytes += part.copy(gathering, gatheredBytes)
+          gatheredBytes += writeTarMember(gathering, gatheredBytes, name, data, file.options.mode, file.options.mtimeMs / 1000)
           staged.push({file, name})
           if (gatheredBytes >= BULK_WRITE_BYTES) await send()
         }
