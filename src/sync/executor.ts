@@ -164,21 +164,25 @@ export async function executePlan(target: Target, plan: TargetPlan, options: Exe
     const head = {target: options.base.target, generation, publishedAt: new Date().toISOString(), publisher: options.publisher, complete: final}
     const big = fileCount >= (options.streamManifestFrom ?? BIG_MANIFEST_FILES)
     const write = async () => {
+      let data: Buffer | StateBytes
+      let manifest: WrittenManifest
       if (big && final) {
-        // Streamed, not shared: see BIG_MANIFEST_FILES.
+        // Made row by row from the base and what landed, never as a map: see BIG_MANIFEST_FILES.
         const rows = finalRows(base, plan.actions, recorded)
-        const data = manifestStream(head, rows)
-        const written = await target.writeState('manifest.json', data)
-        onSlave = undefined
-        await options.onManifestWritten?.(data, {...head, files: rows}, written)
-        return
+        const stream = manifestStream(head, rows)
+        manifest = {...head, files: rows}
+        // Whole bytes only when the slave's copy can be patched into them (a small publish to a
+        // big site sends the rows that changed, not 13 MB); else they are written as they are made.
+        data = patchable(target, onSlave, stream.size) ? Buffer.concat([...stream.chunks()], stream.size) : stream
+      } else {
+        const body = final ? options.bodies?.get(base, changes(), currentFiles) : undefined
+        const files = body?.files ?? currentFiles()
+        data = serializeManifest({...head, files}, undefined, body)
+        manifest = {...head, files}
       }
-      const body = final ? options.bodies?.get(base, changes(), currentFiles) : undefined
-      const manifest: Manifest = {...head, files: body?.files ?? currentFiles()}
-      const data = serializeManifest(manifest, undefined, body)
-      const written = await writeManifest(target, data, onSlave, options.bodies)
+      const written = Buffer.isBuffer(data) ? await writeManifest(target, data, onSlave, options.bodies) : await target.writeState('manifest.json', data)
       // Kept only for a later write to be diffed against: after the final one there is none.
-      onSlave = final ? undefined : data
+      onSlave = final || !Buffer.isBuffer(data) ? undefined : data
       await options.onManifestWritten?.(data, manifest, written)
     }
     return big ? bigManifestWrites(write) : write()
@@ -455,13 +459,20 @@ const MANIFEST_BLOCK = 256
  * its unchanged blocks (copy-data), so a small publish to a 20,000-file site does not send 2 MB.
  */
 async function writeManifest(target: Target, data: Buffer, previous: Buffer | undefined, bodies: ManifestBodies | undefined): Promise<RemoteStat> {
-  // Only bytes the previous version has can be copied: from half the size down, the patch could
-  // never be taken (the end of a long first publish, whose last write was early on).
-  if (previous && previous.length > data.length / 2 && target.patchState && target.capabilities.copyData && data.length >= MANIFEST_DELTA_MIN) {
-    const delta = bodies ? bodies.diff(previous, data, MANIFEST_BLOCK) : diffBuffers(previous, data, MANIFEST_BLOCK)
-    if (delta.literalBytes < data.length / 2) return target.patchState('manifest.json', previous.length, delta.ops, data)
+  if (patchable(target, previous, data.length)) {
+    const delta = bodies ? bodies.diff(previous!, data, MANIFEST_BLOCK) : diffBuffers(previous!, data, MANIFEST_BLOCK)
+    if (delta.literalBytes < data.length / 2) return target.patchState!('manifest.json', previous!.length, delta.ops, data)
   }
   return target.writeState('manifest.json', data)
+}
+
+/**
+ * A manifest of `size` bytes may be rebuilt on the slave from `previous`, the version there.
+ * Only bytes the previous version has can be copied: from half the size down, the patch could
+ * never be taken (the end of a long first publish, whose last write was early on).
+ */
+function patchable(target: Target, previous: Buffer | undefined, size: number): boolean {
+  return Boolean(previous && previous.length > size / 2 && target.patchState && target.capabilities.copyData && size >= MANIFEST_DELTA_MIN)
 }
 
 /**

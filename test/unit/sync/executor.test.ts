@@ -11,7 +11,8 @@ import t from 'tap'
 import {loadConfig} from '../../../src/config/load.js'
 import type {TargetConfig} from '../../../src/config/schema.js'
 import {executePlan, finalRows} from '../../../src/sync/executor.js'
-import {emptyManifest, parseManifest} from '../../../src/sync/manifest.js'
+import type {DeltaOp} from '../../../src/sync/delta.js'
+import {emptyManifest, parseManifest, serializeManifest} from '../../../src/sync/manifest.js'
 import {countActions, type Action, type TargetPlan} from '../../../src/sync/plan.js'
 import {publish} from '../../../src/sync/publish.js'
 import type {SourceEntry} from '../../../src/sync/scan.js'
@@ -164,3 +165,47 @@ t.test('the final rows are the base with what landed recorded over it, in path o
   t.same([...rows()], expected)
   t.same([...rows()], expected, 'the same rows on every pass')
 })
+
+t.test('a big final manifest whose previous version is on the slave is patched there, not sent whole', async (t) => {
+  const dir = tempDir('mirror-executor-patch-')
+  const source = join(dir, 'public')
+  await writeTree(source, {'p/0007.html': 'new page 7'})
+  const slave = join(dir, 'slave')
+  mkdirSync(slave)
+  const config: TargetConfig = {name: 'www', url: `file://${slave}`, location: {kind: 'file', root: slave}, state: join(dir, 'state'), transfers: 4, hostKeys: 'strict', timeoutMs: 10_000, compress: false, bulk: true}
+  const target = new PatchingTarget(config)
+  await target.connect()
+  const base = emptyManifest('www')
+  base.generation = 9
+  for (let i = 0; i < 800; i++) base.files.set(`p/${String(i).padStart(4, '0')}.html`, {hash: i.toString(16).padStart(64, '0'), size: 10, mtimeMs: 1_600_000_000_000, mode: 0o644})
+  const baseBytes = serializeManifest(base)
+  await target.writeState('manifest.json', baseBytes)
+  const entry: SourceEntry = {path: 'p/0007.html', abs: join(source, 'p/0007.html'), size: 10, mtimeMs: 1_700_000_000_000, mode: 0o644, hash: 'f'.repeat(64)}
+  const actions: Action[] = [{kind: 'update', path: 'p/0007.html', source: entry, baseHash: base.files.get('p/0007.html')!.hash}]
+  const plan: TargetPlan = {target: 'www', url: '', actions, unchanged: 799, protected: 0, bytes: 10, counts: countActions(actions), verified: false}
+  const report = await executePlan(target, plan, {base, baseBytes, backupId: 'b', publisher: 'test', streamManifestFrom: 1})
+  t.equal(report.ok, true)
+  t.ok(target.patchedWith !== undefined, 'the manifest was patched on the slave')
+  t.ok(target.patchedWith! < 2048, `only the changed row and the head were sent (${target.patchedWith} bytes)`)
+  const written = parseManifest((await target.readState('manifest.json'))!, 'www')
+  t.equal(written.generation, 10)
+  t.equal(written.files.size, 800)
+  t.equal(written.files.get('p/0007.html')?.hash, 'f'.repeat(64))
+  t.same(written.files.get('p/0008.html'), base.files.get('p/0008.html'))
+})
+
+/** A local target that can patch its state as an SFTP slave with copy-data does (a fake of mirror's own interface). */
+class PatchingTarget extends StateWritesTarget {
+  /** The new bytes a patch sent, once one was made. */
+  patchedWith: number | undefined
+  constructor(config: TargetConfig) {
+    super(config)
+    Object.assign(this.capabilities, {copyData: true})
+  }
+  async patchState(name: string, baseSize: number, ops: readonly DeltaOp[], data: Buffer): Promise<RemoteStat> {
+    const old = (await this.readState(name))!
+    if (old.length !== baseSize) return this.writeState(name, data)
+    this.patchedWith = ops.reduce((sum, op) => sum + (op.kind === 'data' ? op.length : 0), 0)
+    return this.writeState(name, Buffer.concat(ops.map((op) => (op.kind === 'copy' ? old.subarray(op.from, op.from + op.length) : data.subarray(op.offset, op.offset + op.length)))))
+  }
+}
