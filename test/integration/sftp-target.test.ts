@@ -540,6 +540,29 @@ t.test('sftp: files through reused buffers each land with their own bytes (strea
   for (const f of large) t.ok((await fs.readFile(join(root, f.path))).equals(f.body), `${f.path} holds exactly its bytes`)
 })
 
+t.test('sftp: a large file cut short on the master while it is sent never lands under its name', async (t) => {
+  const {root} = await newRoot(t)
+  const local = join(tempDir('mirror-shrink-src-'), 'video.mp4')
+  await fs.writeFile(local, randomBytes(64 << 20))
+  const target = new SftpTarget(config(sshd, root), {config: sshd.sshConfigFile})
+  t.teardown(() => target.close())
+  await target.connect()
+  let settled = false
+  const putting = target.put(local, 'media/video.mp4', {mode: 0o644, mtimeMs: Date.now()}).finally(() => (settled = true))
+  putting.catch(() => {})
+  // Once its temporary file is on the slave, the transfer is under way: the master's copy shrinks.
+  const temporary = () => fs.readdir(join(root, 'media')).then((names) => names.some((n) => n.startsWith('.mirror-tmp-')), () => false)
+  while (!settled && !(await temporary())) await new Promise((resolve) => setTimeout(resolve, 1))
+  t.notOk(settled, 'the 64 MB transfer was still under way')
+  await fs.truncate(local, 1 << 20)
+  const error = await putting.then(() => undefined, (e: unknown) => e as MirrorError)
+  t.equal(error?.code, 'TRANSFER_FAILED')
+  t.match(error?.message, /changed on the master/)
+  t.equal(error?.path, 'media/video.mp4')
+  t.notOk(existsSync(join(root, 'media/video.mp4')), 'nothing under the final name')
+  t.same(await fs.readdir(join(root, 'media')), [], 'no temporary file left')
+})
+
 t.test('sftp: putMany with landAfter streams the files at once and names them only when it resolves; a rejection lands none', async (t) => {
   const {root} = await newRoot(t)
   const local = tempDir('mirror-bulk-src-')

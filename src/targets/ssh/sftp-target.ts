@@ -353,6 +353,7 @@ export class SftpTarget implements Target {
         }
         const buffer = readBuffers.take()
         const {bytesRead} = await local!.read(buffer, 0, length, offset)
+        if (bytesRead !== length) throw changedWhileSent(this.name, path)
         await channel.write(openHandle, buffer, 0, bytesRead, offset)
         // Only once answered: a write longer than the server takes goes in parts, from this buffer.
         readBuffers.give(buffer)
@@ -368,6 +369,7 @@ export class SftpTarget implements Target {
       if (size <= CHUNK) {
         const buffer = data ?? Buffer.allocUnsafe(size)
         const bytesRead = data ? data.length : size > 0 ? (await local!.read(buffer, 0, size, 0)).bytesRead : 0
+        if (bytesRead !== size) throw changedWhileSent(this.name, path)
         const write = bytesRead > 0 ? channel.write(openHandle, buffer, 0, bytesRead, 0) : Promise.resolve()
         await Promise.all([write, finish()])
         written = bytesRead
@@ -441,7 +443,7 @@ export class SftpTarget implements Target {
           }
           reads[i].data = undefined
           if (data.length !== file.size) {
-            onFile(file.path, new MirrorError('TRANSFER_FAILED', 'the file changed on the master while it was being published: the next publish sends it', {target: this.name, path: file.path, retryable: true}))
+            onFile(file.path, changedWhileSent(this.name, file.path))
             continue
           }
           const name = `m${i}`
@@ -539,7 +541,7 @@ export class SftpTarget implements Target {
           jobs.push(async () => {
             const buffer = readBuffers.take()
             const {bytesRead} = await local.read(buffer, 0, length, op.offset + done)
-            if (bytesRead !== length) throw new MirrorError('TRANSFER_FAILED', 'the local file changed while it was being sent', {target: this.name, path})
+            if (bytesRead !== length) throw changedWhileSent(this.name, path)
             await channel.write(to, buffer, 0, length, at + done)
             readBuffers.give(buffer)
           })
@@ -1159,6 +1161,11 @@ async function writeWindowed(channel: SftpChannel, handle: Buffer, chunks: Itera
     await Promise.all(inFlight)
   }
   if (failure) throw failure.error
+}
+
+/** A source file whose size changed while it was sent: it is never landed cut short. */
+function changedWhileSent(target: string, path: string): MirrorError {
+  return new MirrorError('TRANSFER_FAILED', 'the file changed on the master while it was being published: the next publish sends it', {target, path, retryable: true})
 }
 
 function unsafe(target: string, path: string, dir: string, type: string): MirrorError {
