@@ -88,21 +88,33 @@ const rowText = (first: boolean, path: string, r: ManifestRecord) => `${first ? 
 /** The rows of `files` in path order: their total bytes, their checksum, and how to write them at an offset (returns the bytes written). */
 function measureRows(files: Map<string, ManifestRecord>) {
   const paths = [...files.keys()].sort()
-  const row = (i: number) => rowText(i === 0, paths[i], files.get(paths[i])!)
+  const rows = function* () {
+    for (const path of paths) yield [path, files.get(path)!] as const
+  }
+  const writeTo = (buffer: Buffer, offset: number) => {
+    let at = offset
+    let first = true
+    for (const [path, record] of rows()) {
+      at += buffer.write(rowText(first, path, record), at)
+      first = false
+    }
+    return at - offset
+  }
+  return {...measure(rows()), writeTo}
+}
+
+/** The bytes and the checksum of rows in path order, as they are stored between the braces of "files". */
+function measure(rows: Iterable<readonly [string, ManifestRecord]>): {bytes: number; checksum: string} {
   const checksum = createHash('sha256').update('{')
   let bytes = 0
-  for (let i = 0; i < paths.length; i++) {
-    const text = row(i)
+  let first = true
+  for (const [path, record] of rows) {
+    const text = rowText(first, path, record)
+    first = false
     checksum.update(text)
     bytes += Buffer.byteLength(text)
   }
-  checksum.update('}')
-  const writeTo = (buffer: Buffer, offset: number) => {
-    let at = offset
-    for (let i = 0; i < paths.length; i++) at += buffer.write(row(i), at)
-    return at - offset
-  }
-  return {bytes, checksum: checksum.digest('hex'), writeTo}
+  return {bytes, checksum: checksum.update('}').digest('hex')}
 }
 
 /** A manifest's files as rows in path order (as `sort()` orders them), made anew at each call. */
@@ -121,16 +133,8 @@ const STREAM_CHUNK = 64 * 1024
  * are gone through once here, for the size and the checksum, and once more per `chunks()`.
  */
 export function manifestStream(head: Omit<Manifest, 'files'>, rows: ManifestRows): StateBytes {
-  const checksum = createHash('sha256').update('{')
-  let bytes = 0
-  let first = true
-  for (const [path, record] of rows()) {
-    const text = rowText(first, path, record)
-    first = false
-    checksum.update(text)
-    bytes += Buffer.byteLength(text)
-  }
-  const opening = Buffer.from(`${headText(head, checksum.update('}').digest('hex')).slice(0, -1)},"files":{`)
+  const {bytes, checksum} = measure(rows())
+  const opening = Buffer.from(`${headText(head, checksum).slice(0, -1)},"files":{`)
   const closing = Buffer.from('}}\n')
   return {
     size: opening.length + bytes + closing.length,

@@ -22,9 +22,9 @@ export function* checkedChunks(data: StateBytes): Generator<Buffer> {
 }
 
 /** Writes `data` to a new local file at `path` (created or truncated); chunk by chunk for StateBytes. */
-export async function writeLocalFile(path: string, data: Buffer | StateBytes, mode?: number): Promise<void> {
-  if (!isStateBytes(data)) return fs.writeFile(path, data, mode === undefined ? undefined : {mode})
-  const handle = await fs.open(path, 'w', mode)
+export async function writeLocalFile(path: string, data: Buffer | StateBytes): Promise<void> {
+  if (!isStateBytes(data)) return fs.writeFile(path, data)
+  const handle = await fs.open(path, 'w')
   try {
     for (const chunk of checkedChunks(data)) await handle.write(chunk, 0, chunk.length)
   } finally {

@@ -721,19 +721,11 @@ export class SftpTarget implements Target {
 
   async writeState(name: string, data: Buffer | StateBytes): Promise<RemoteStat> {
     this.check(name)
-    if (isStateBytes(data)) return this.replaceState(name, data.size, undefined, (channel, to) => writeWindowed(channel, to, checkedChunks(data)))
-    return this.replaceState(name, data.length, undefined, async (channel, to) => {
-      // A window of writes, not all at once: each request is a copy of its chunk until the
-      // slave takes it, and a 100,000-file manifest is 13 MB.
-      const limit = pLimit(FILE_WINDOW)
-      const writes: Array<Promise<void>> = []
-      for (let offset = 0; offset < data.length; offset += CHUNK) writes.push(limit(() => channel.write(to, data, offset, Math.min(CHUNK, data.length - offset), offset)))
-      // On a failure the writes not sent yet never are: `data` is the caller's again.
-      await Promise.all(writes).catch((error) => {
-        limit.clearQueue()
-        throw error
-      })
-    })
+    // A window of writes, not all at once: each request is a copy of its chunk until the slave
+    // takes it, and a 100,000-file manifest is 13 MB. On a failure the writes not sent yet never
+    // are: `data` is the caller's again.
+    const chunks = isStateBytes(data) ? checkedChunks(data) : [data]
+    return this.replaceState(name, isStateBytes(data) ? data.size : data.length, undefined, (channel, to) => writeWindowed(channel, to, chunks))
   }
 
   async patchState(name: string, baseSize: number, ops: readonly DeltaOp[], data: Buffer): Promise<RemoteStat> {
