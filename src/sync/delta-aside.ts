@@ -5,7 +5,7 @@
 
 import {Worker} from 'node:worker_threads'
 
-import {deltaForFile, writeSignatureFor, type DeltaRequest} from './delta-files.js'
+import {runDeltaRequest, type DeltaRequest} from './delta-files.js'
 import type {Delta} from './delta.js'
 
 type Answer = {id: number; result?: unknown; error?: {message: string; code?: string}}
@@ -18,9 +18,7 @@ let broken = !import.meta.url.endsWith('.js')
 let nextId = 0
 const waiting = new Map<number, {resolve: (value: unknown) => void; reject: (error: Error) => void}>()
 
-function inline(request: DeltaRequest): Promise<unknown> {
-  return request.op === 'delta' ? deltaForFile(request.signatureFile, request.file, request.newSignatureFile) : writeSignatureFor(request.file, request.signatureFile)
-}
+const inline = runDeltaRequest
 
 function start(): Worker | undefined {
   if (worker || broken) return worker
@@ -67,12 +65,25 @@ function run(request: DeltaRequest): Promise<unknown> {
   })
 }
 
-/** See deltaForFile; computed on the worker thread. */
-export function deltaAside(signatureFile: string, file: string, newSignatureFile: string): Promise<Delta | undefined> {
-  return run({op: 'delta', signatureFile, file, newSignatureFile}) as Promise<Delta | undefined>
+/**
+ * The delta of `file` against the signature in `signatureFile`, or undefined when there is no
+ * usable signature; the new version's signature is then recorded in `newSignatureFile`, when
+ * the file still is version `newHash`.
+ * Computed on the worker thread (see runDeltaRequest).
+ */
+export function deltaAside(signatureFile: string, file: string, newSignatureFile: string, newHash: string): Promise<Delta | undefined> {
+  return run({op: 'delta', signatureFile, file, newSignatureFile, newHash}) as Promise<Delta | undefined>
 }
 
-/** See writeSignatureFor; computed on the worker thread. */
-export function signatureAside(file: string, signatureFile: string): Promise<void> {
-  return run({op: 'signature', file, signatureFile}) as Promise<void>
+/** Records the signature of `file`, version `hash`, in `signatureFile` unless one is there; on the worker thread. */
+export function signatureAside(file: string, signatureFile: string, hash: string): Promise<void> {
+  return run({op: 'signature', file, signatureFile, hash}) as Promise<void>
+}
+
+/**
+ * Starts the worker ahead of its first request, when deltas are likely soon (the source
+ * changed): its start, 150 ms on a busy machine, then overlaps the hashing of the source.
+ */
+export function startDeltaThread(): void {
+  start()
 }

@@ -1,66 +1,104 @@
-// Deltas and signatures of files on the master's disk, for the signature store: read the file,
-// compute, write the signature under a temporary name and rename it. Runs in the delta worker
-// (delta-worker.ts) or, where no worker can run, on the calling thread.
+// Deltas and signatures of files on the master's disk, for the signature store: read the file
+// through a reused window, compute, write the signature under a temporary name and rename it.
+// Runs in the delta worker (delta-worker.ts) or, where no worker can run, on the calling thread.
 
-import {randomBytes} from 'node:crypto'
+import {createHash, randomBytes} from 'node:crypto'
+import {closeSync, fstatSync, openSync, readFileSync, readSync} from 'node:fs'
 import * as fs from 'node:fs/promises'
 import {dirname} from 'node:path'
 
-import {computeDelta, computeSignature, parseSignature, serializeSignature, type Delta} from './delta.js'
+import {computeDelta, computeSignature, parseSignature, serializeSignature, type ByteSource, type Delta, type Window} from './delta.js'
 
+/** Files and the SHA-256 (hex) of the version a signature is recorded for. */
 export type DeltaRequest =
-  | {op: 'delta'; signatureFile: string; file: string; newSignatureFile: string}
-  | {op: 'signature'; file: string; signatureFile: string}
+  | {op: 'delta'; signatureFile: string; file: string; newSignatureFile: string; newHash: string}
+  | {op: 'signature'; file: string; signatureFile: string; hash: string}
 
 /**
- * How files are read: promises by default; the delta worker, a thread of its own, reads with
- * blocking calls and leaves libuv's threadpool (shared by every thread) to the publish.
+ * Runs a request; requests run one at a time, deltas before signatures: a delta holds up a
+ * transfer (and every page behind it), a signature only the next publish. After a delta, the
+ * new version's signature is recorded too, behind every delta asked for by then.
  */
-type Read = (file: string) => Promise<Buffer>
+export function runDeltaRequest(request: DeltaRequest): Promise<unknown> {
+  if (request.op === 'signature') return recordSignature(request.file, request.signatureFile, request.hash)
+  return queued('now', () => {
+    const delta = deltaForFile(request.signatureFile, request.file)
+    recordSignature(request.file, request.newSignatureFile, request.newHash).catch(() => {})
+    return delta
+  })
+}
 
-/** Signatures being written, by file: a request for one of them waits for that write. */
+const urgent: Array<() => Promise<void>> = []
+const later: Array<() => Promise<void>> = []
+let running = false
+
+function queued<T>(when: 'now' | 'later', job: () => T | Promise<T>): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    ;(when === 'now' ? urgent : later).push(async () => {
+      try {
+        resolve(await job())
+      } catch (error) {
+        reject(error)
+      }
+    })
+    if (!running) void drain()
+  })
+}
+
+async function drain(): Promise<void> {
+  running = true
+  for (let next = urgent.shift() ?? later.shift(); next; next = urgent.shift() ?? later.shift()) await next()
+  running = false
+}
+
+/** Signatures being recorded, by signature file: a second request for one waits for the first. */
 const recording = new Map<string, Promise<void>>()
 
 /**
- * The delta of `file` against the signature in `signatureFile`, or undefined when that
- * signature is missing or damaged (the file is then sent whole). The new version's signature is
- * written to `newSignatureFile` from the same read, when it is not there yet: after the delta is
- * answered (it is only for the next publish), and `writeSignatureFor` waits for it.
+ * Records the signature of `file` in `signatureFile` unless one is already there, and only when
+ * the bytes read are version `hash`: the file may have changed since it was hashed, and a
+ * signature filed under the wrong version would make a later delta copy the wrong blocks.
  */
-export async function deltaForFile(signatureFile: string, file: string, newSignatureFile: string, read: Read = fs.readFile): Promise<Delta | undefined> {
+function recordSignature(file: string, signatureFile: string, hash: string): Promise<void> {
+  let pending = recording.get(signatureFile)
+  if (!pending) {
+    pending = queued('later', async () => {
+      if (!(await exists(signatureFile))) await writeSignature(signatureFile, file, hash)
+    }).finally(() => recording.delete(signatureFile))
+    recording.set(signatureFile, pending)
+  }
+  return pending
+}
+
+/**
+ * The delta of `file` against the signature in `signatureFile`, or undefined when that
+ * signature is missing or damaged, or the file changes while it is read (it is then sent whole,
+ * and the send notices the change). Other errors of the file (ENOENT, EACCES) are thrown.
+ */
+function deltaForFile(signatureFile: string, file: string): Delta | undefined {
   let signature
   try {
-    signature = parseSignature(await read(signatureFile))
+    signature = parseSignature(readFileSync(signatureFile))
   } catch {
     return undefined
   }
-  const data = await read(file)
-  const delta = computeDelta(signature, data)
-  if (!recording.has(newSignatureFile)) {
-    const writing = new Promise<void>((resolve) => setImmediate(resolve))
-      .then(async () => {
-        if (!(await exists(newSignatureFile))) await writeSignature(newSignatureFile, data)
-      })
-      .catch(() => {})
-      .finally(() => recording.delete(newSignatureFile))
-    recording.set(newSignatureFile, writing)
+  try {
+    return throughWindow(file, (source) => computeDelta(signature, source))
+  } catch (error) {
+    if (error instanceof ChangedWhileRead) return undefined
+    throw error
   }
-  return delta
 }
 
-/** Records the signature of `file` in `signatureFile` unless one is already there. */
-export async function writeSignatureFor(file: string, signatureFile: string, read: Read = fs.readFile): Promise<void> {
-  await recording.get(signatureFile)
-  if (await exists(signatureFile)) return
-  await writeSignature(signatureFile, await read(file))
-}
-
-async function writeSignature(signatureFile: string, data: Uint8Array): Promise<void> {
+async function writeSignature(signatureFile: string, file: string, hash: string): Promise<void> {
+  const read = createHash('sha256')
+  const signature = throughWindow(file, (source) => serializeSignature(computeSignature(source, undefined, read)))
+  if (read.digest('hex') !== hash) throw new ChangedWhileRead(`${file} is no longer version ${hash}`)
   await fs.mkdir(dirname(signatureFile), {recursive: true})
   // Unique per writer: another mirror process (or thread) may be recording the same version.
   const temp = `${signatureFile}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`
   try {
-    await fs.writeFile(temp, serializeSignature(computeSignature(data)))
+    await fs.writeFile(temp, signature)
     await fs.rename(temp, signatureFile)
   } finally {
     await fs.rm(temp, {force: true})
@@ -68,3 +106,40 @@ async function writeSignature(signatureFile: string, data: Uint8Array): Promise<
 }
 
 const exists = (file: string) => fs.stat(file).then(() => true, () => false)
+
+class ChangedWhileRead extends Error {}
+
+/** Bytes read at a time; a window must also hold a whole block (128 KiB at most). */
+const WINDOW = 4 << 20
+
+/** The one window buffer of this thread: whatever reads through it runs without a break. */
+let windowBuffer: Buffer | undefined
+
+/**
+ * Runs `use` on `file` read through this thread's window, with blocking reads: this is the
+ * deltas' own thread (libuv's threadpool, shared by every thread, stays free for the publish),
+ * and `use` is synchronous, so no other read takes the window meanwhile.
+ */
+function throughWindow<T>(file: string, use: (source: ByteSource) => T): T {
+  const fd = openSync(file, 'r')
+  try {
+    const buffer = (windowBuffer ??= Buffer.allocUnsafe(WINDOW))
+    const {size} = fstatSync(fd)
+    let window: Window = {bytes: buffer.subarray(0, 0), offset: 0}
+    const view = (start: number, end: number): Window => {
+      if (start >= window.offset && Math.min(end, size) <= window.offset + window.bytes.length) return window
+      const length = Math.min(buffer.length, size - start)
+      let got = 0
+      while (got < length) {
+        const n = readSync(fd, buffer, got, length - got, start + got)
+        if (n === 0) throw new ChangedWhileRead(`${file} shrank while it was read`)
+        got += n
+      }
+      window = {bytes: buffer.subarray(0, length), offset: start}
+      return window
+    }
+    return use({size, view})
+  } finally {
+    closeSync(fd)
+  }
+}

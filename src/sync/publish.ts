@@ -23,6 +23,7 @@ import {needsHash, SharedPlanning, type SlaveFile} from './planner.js'
 import {compileGlobs} from './globs.js'
 import type {ScanResult, ScanWarning, SourceEntry} from './scan.js'
 import {walkConfigSource, type WalkedTree} from './walk-aside.js'
+import {startDeltaThread} from './delta-aside.js'
 import {deltaSized} from './delta.js'
 import {SharedReads} from './shared-reads.js'
 import {SignatureStore} from './signatures.js'
@@ -167,6 +168,8 @@ export async function publish(config: Config, options: PublishOptions = {}): Pro
         return {source: config.source, files: walked.count, hashed: 0, warnings: walked.warnings, dryRun: Boolean(options.dryRun), targets: await heldOutcomes(held, options, emit)}
       }
     }
+    // Not a clean noop: a large file that changed will want its delta soon.
+    if (!options.dryRun) startDeltaThread()
     if (!options.only && !options.dryRun) prepared = prepareEarly(early, (name, target) => takeLock(target, options.breakLock).then(() => lockedEarly.add(name)), cacheDir, selected, parsedFiles)
     if (walked.count >= BIG_TREE_FILES) limitHeapGrowth()
     scan = await walked.scan({cacheFile: join(config.stateDir, 'hash-cache.json'), only: options.only})

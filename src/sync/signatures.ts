@@ -38,7 +38,7 @@ export class SignatureStore {
   remember(hash: string, file: string): Promise<void> {
     let pending = this.inFlight.get(hash)
     if (!pending) {
-      pending = signatureAside(file, this.file(hash)).catch(() => {}).finally(() => this.inFlight.delete(hash))
+      pending = signatureAside(file, this.file(hash), hash).catch(() => {}).finally(() => this.inFlight.delete(hash))
       this.inFlight.set(hash, pending)
     }
     return pending
@@ -50,14 +50,15 @@ export class SignatureStore {
   /**
    * The delta from version `baseHash` to `file` (version `hash`), computed once for every target
    * that needs it (they usually hold the same old version), or undefined when the old version's
-   * signature is missing or damaged. The new version's signature is recorded from the same read.
+   * signature is missing or damaged. The new version's signature is recorded next, behind every
+   * delta asked for, when the file is still that version.
    * A failed computation is not kept.
    */
   deltaFor(baseHash: string, hash: string, file: string): Promise<Delta | undefined> {
     const key = `${baseHash}>${hash}`
     let pending = this.deltas.get(key)
     if (!pending) {
-      pending = deltaAside(this.file(baseHash), file, this.file(hash))
+      pending = deltaAside(this.file(baseHash), file, this.file(hash), hash)
       pending.catch(() => this.deltas.delete(key))
       this.deltas.set(key, pending)
     }

@@ -2,7 +2,7 @@ import {randomBytes} from 'node:crypto'
 
 import t from 'tap'
 
-import {applyDelta, computeDelta, computeSignature, diffBuffers, parseSignature, serializeSignature} from '../../../src/sync/delta.js'
+import {applyDelta, computeDelta, computeSignature, diffBuffers, parseSignature, serializeSignature, type ByteSource, type Window} from '../../../src/sync/delta.js'
 
 // A deterministic pseudo-random buffer, so failures reproduce.
 function bytes(size: number, seed = 1): Buffer {
@@ -34,6 +34,49 @@ t.test('appending, truncating, and an unchanged file rebuild exactly', async (t)
   const same = computeDelta(computeSignature(old), old)
   t.equal(same.literalBytes, 0, 'an unchanged file sends nothing')
   t.equal(same.ops.length, 1, 'one copy of the whole file')
+})
+
+/**
+ * `data` as a file read through a small reused window, as the delta thread reads files: each
+ * view overwrites the last one's bytes, so a stale view gives wrong results. Counts bytes read.
+ */
+function windowed(data: Buffer, size: number): ByteSource & {read: number} {
+  const buffer = Buffer.alloc(size)
+  let window: Window = {bytes: buffer.subarray(0, 0), offset: 0}
+  const source = {
+    size: data.length,
+    read: 0,
+    view(start: number, end: number): Window {
+      if (start >= window.offset && Math.min(end, data.length) <= window.offset + window.bytes.length) return window
+      buffer.fill(0)
+      const length = data.copy(buffer, 0, start, start + size)
+      source.read += length
+      window = {bytes: buffer.subarray(0, length), offset: start}
+      return window
+    },
+  }
+  return source
+}
+
+t.test('read through a small window, a file gives the same delta and signature as in memory, read once', async (t) => {
+  const old = bytes(1_000_000, 5)
+  const signature = computeSignature(old)
+  const changes = [
+    Buffer.concat([old.subarray(0, 300_000), bytes(4096, 2), old.subarray(300_000)]),
+    Buffer.concat([bytes(3, 4), old.subarray(0, 700_000), old.subarray(702_000)]),
+    Buffer.concat([old, bytes(50_000, 6)]),
+    bytes(1_000_000, 8),
+    old,
+  ]
+  for (const next of changes) {
+    const source = windowed(next, 3 * signature.blockSize + 100)
+    const delta = computeDelta(signature, source)
+    t.same(delta, computeDelta(signature, next), 'the same ops')
+    t.ok(applyDelta(old, next, delta).equals(next), 'rebuilt exactly')
+    t.ok(source.read < next.length * 1.5, `read about once (${source.read} bytes for ${next.length})`)
+  }
+  const source = windowed(old, 3 * signature.blockSize + 100)
+  t.same(computeSignature(source), signature, 'the signature too')
 })
 
 t.test('a completely different file is sent whole', async (t) => {

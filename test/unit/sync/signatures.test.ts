@@ -1,14 +1,15 @@
-import {rmSync} from 'node:fs'
+import {createHash} from 'node:crypto'
 import * as fs from 'node:fs/promises'
 import {join} from 'node:path'
 
 import t from 'tap'
 
-import {applyDelta} from '../../../src/sync/delta.js'
+import {applyDelta, computeDelta, computeSignature} from '../../../src/sync/delta.js'
 import {SignatureStore} from '../../../src/sync/signatures.js'
 
+const sha = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex')
 const data = Buffer.alloc(600_000, 'a')
-const hash = 'f'.repeat(64)
+const hash = sha(data)
 
 t.test('targets recording the same version at once leave one signature and no temporary file', async (t) => {
   const root = t.testdir({'photo.jpg': data})
@@ -32,16 +33,33 @@ t.test('a delta against a recorded version rebuilds the new one, records the new
   const changed = Buffer.concat([data.subarray(0, 300_000), Buffer.from('inserted in the middle'), data.subarray(300_000)])
   const root = t.testdir({'old.bin': data, 'new.bin': changed})
   const store = new SignatureStore(join(root, 'signatures'))
-  await store.remember('a'.repeat(64), join(root, 'old.bin'))
-  const [delta, again] = await Promise.all([store.deltaFor('a'.repeat(64), 'b'.repeat(64), join(root, 'new.bin')), store.deltaFor('a'.repeat(64), 'b'.repeat(64), join(root, 'new.bin'))])
+  const newHash = sha(changed)
+  await store.remember(hash, join(root, 'old.bin'))
+  const [delta, again] = await Promise.all([store.deltaFor(hash, newHash, join(root, 'new.bin')), store.deltaFor(hash, newHash, join(root, 'new.bin'))])
   t.equal(delta, again, 'targets share one computation')
   t.ok(delta!.literalBytes < 40_000, `only the changed blocks are new bytes (${delta!.literalBytes})`)
   t.same(applyDelta(data, changed, delta!), changed)
-  // The new version's signature comes from the delta's own read, written after the delta is
-  // answered; remembering it (as the executor does once the file landed) waits for that write.
-  rmSync(join(root, 'new.bin'))
-  await store.remember('b'.repeat(64), join(root, 'new.bin'))
-  t.ok(await store.has('b'.repeat(64)), 'the new version is recorded for the next change, without reading it again')
+  // The new version's signature is recorded after the delta is answered; remembering it (as the
+  // executor does once the file landed) waits for that write.
+  await store.remember(newHash, join(root, 'new.bin'))
+  const recorded = await store.get(newHash)
+  t.equal(recorded?.size, changed.length, 'the new version is recorded for the next change')
+  t.same(applyDelta(changed, data, computeDelta(recorded!, data)), data, 'and a delta back to the old version works from it')
+})
+
+t.test('a file that changed since it was hashed gets no signature under that version', async (t) => {
+  const root = t.testdir({'photo.jpg': data})
+  const store = new SignatureStore(join(root, 'signatures'))
+  await store.remember(createHash('sha256').update('what the file held when it was hashed').digest('hex'), join(root, 'photo.jpg'))
+  t.same(await fs.readdir(join(root, 'signatures')).catch(() => []), [], 'no signature: a later delta would copy blocks the slave does not have')
+  // The delta's own follow-up recording is checked the same way.
+  const changed = Buffer.concat([data, Buffer.from('appended')])
+  const other = t.testdir({'old.bin': data, 'new.bin': changed})
+  const store2 = new SignatureStore(join(other, 'signatures'))
+  await store2.remember(sha(data), join(other, 'old.bin'))
+  await store2.deltaFor(sha(data), sha(Buffer.from('another version')), join(other, 'new.bin'))
+  await store2.remember(sha(Buffer.from('another version')), join(other, 'new.bin'))
+  t.same(await fs.readdir(join(other, 'signatures')), [`${sha(data)}.sig`], 'only the version that was read is recorded')
 })
 
 t.test('without the old version\'s signature there is no delta: the file goes whole', async (t) => {
@@ -49,4 +67,19 @@ t.test('without the old version\'s signature there is no delta: the file goes wh
   const store = new SignatureStore(join(root, 'signatures'))
   t.equal(await store.deltaFor('d'.repeat(64), hash, join(root, 'new.bin')), undefined, 'missing')
   t.equal(await store.deltaFor('c'.repeat(64), hash, join(root, 'new.bin')), undefined, 'damaged')
+})
+
+t.test('a file larger than the read window: changes on either side of its edges come through', async (t) => {
+  let x = 3
+  const big = Buffer.alloc(10 << 20, 0).map(() => (x = (Math.imul(x, 1103515245) + 12345) >>> 0) >>> 24)
+  const edge = 4 << 20
+  const changed = Buffer.concat([big.subarray(0, edge - 100), Buffer.from('across the edge'), big.subarray(edge + 100, 2 * edge + 7), Buffer.from('after'), big.subarray(2 * edge + 7)])
+  const root = t.testdir({'old.bin': big, 'new.bin': changed})
+  const store = new SignatureStore(join(root, 'signatures'))
+  await store.remember(sha(big), join(root, 'old.bin'))
+  const delta = await store.deltaFor(sha(big), sha(changed), join(root, 'new.bin'))
+  t.ok(applyDelta(big, changed, delta!).equals(changed), 'rebuilt exactly')
+  t.ok(delta!.literalBytes < 100_000, `only the changed blocks are new bytes (${delta!.literalBytes})`)
+  await store.remember(sha(changed), join(root, 'new.bin'))
+  t.same(await store.get(sha(changed)), computeSignature(changed), 'the new version\'s signature is the one made in memory')
 })
