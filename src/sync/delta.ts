@@ -11,11 +11,8 @@ import {createHash, type Hash} from 'node:crypto'
  */
 export const DELTA_MIN_SIZE = 256 << 10
 
-/** Files larger than this are always sent whole: a delta needs the new file in memory. */
-export const DELTA_MAX_SIZE = 512 << 20
-
-/** Files that get block signatures, and may go as a delta. */
-export const deltaSized = (size: number) => size >= DELTA_MIN_SIZE && size <= DELTA_MAX_SIZE
+/** Files that get block signatures, and may go as a delta (read through a window: no upper bound). */
+export const deltaSized = (size: number) => size >= DELTA_MIN_SIZE
 
 export interface Signature {
   blockSize: number

@@ -172,7 +172,7 @@ export async function publish(config: Config, options: PublishOptions = {}): Pro
     if (!options.dryRun) startDeltaThread()
     if (!options.only && !options.dryRun) prepared = prepareEarly(early, (name, target) => takeLock(target, options.breakLock).then(() => lockedEarly.add(name)), cacheDir, selected, parsedFiles)
     if (walked.count >= BIG_TREE_FILES) limitHeapGrowth()
-    scan = await walked.scan({cacheFile: join(config.stateDir, 'hash-cache.json'), only: options.only})
+    scan = await walked.scan({cacheFile: join(config.stateDir, 'hash-cache'), only: options.only})
     emit({type: 'scan-done', files: scan.entries.length, hashed: scan.hashed, durationMs: Date.now() - started})
     routed = routeEntries(config, scan.entries)
   } catch (error) {

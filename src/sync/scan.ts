@@ -11,6 +11,7 @@ import {isAbsolute, join, relative, sep} from 'node:path'
 import {MirrorError} from '../errors.js'
 import {digestLines} from '../util/digest.js'
 import {compileGlobs, type Matcher} from './globs.js'
+import {readHashCache, writeHashCache, type CacheRow} from './hash-cache.js'
 
 export interface SourceEntry {
   /** POSIX path relative to the source root. */
@@ -129,8 +130,6 @@ export interface ScanOptions {
   only?: readonly string[]
 }
 
-type CacheRow = [size: number, mtimeMs: number, ino: number, hash: string]
-
 const HASH_CONCURRENCY = 16
 /** Files up to this size are read in one call; larger ones are streamed. */
 const SMALL_FILE = 1 << 20
@@ -226,7 +225,7 @@ export async function hashSource(tree: SourceTree, options: HashOptions): Promis
  * cache (a row per file) is still being saved, and waits for `cacheSaved` before it lets go.
  */
 export async function hashSourceFirst(tree: SourceTree, options: HashOptions): Promise<{result: ScanResult; cacheSaved: Promise<void>}> {
-  const cache = options.cacheFile ? await readCache(options.cacheFile) : new Map<string, CacheRow>()
+  const cache = options.cacheFile ? await readHashCache(options.cacheFile) : new Map<string, CacheRow>()
   const {files, warnings} = tree
   let hashed = 0
   const rootSlash = withSlash(options.root)
@@ -277,7 +276,7 @@ export async function hashSourceFirst(tree: SourceTree, options: HashOptions): P
       const live = new Set(entries.map((e) => e.path))
       for (const key of cache.keys()) if (!live.has(key)) cache.delete(key)
     }
-    await writeCache(cacheFile, cache)
+    await writeHashCache(cacheFile, cache)
   }
   const cacheSaved = options.cacheFile && hashed > 0 ? save(options.cacheFile) : Promise.resolve()
   // Met by the caller's await; not an unhandled rejection meanwhile.
@@ -368,22 +367,4 @@ export async function hashLocalFile(abs: string, size: number): Promise<string> 
       .on('error', reject)
       .on('end', () => resolve(hash.digest('hex')))
   })
-}
-
-async function readCache(file: string): Promise<Map<string, CacheRow>> {
-  try {
-    const parsed = JSON.parse(await fs.readFile(file, 'utf8')) as {format: number; files: Record<string, CacheRow>}
-    if (parsed.format !== 1) return new Map()
-    return new Map(Object.entries(parsed.files))
-  } catch {
-    // A missing or damaged cache only costs a re-hash.
-    return new Map()
-  }
-}
-
-async function writeCache(file: string, cache: Map<string, CacheRow>): Promise<void> {
-  const temp = `${file}.${process.pid}.tmp`
-  await fs.mkdir(join(file, '..'), {recursive: true})
-  await fs.writeFile(temp, JSON.stringify({format: 1, files: Object.fromEntries(cache)}))
-  await fs.rename(temp, file)
 }
