@@ -9,7 +9,6 @@ import * as fs from 'node:fs/promises'
 import {isAbsolute, join, relative, sep} from 'node:path'
 
 import {MirrorError} from '../errors.js'
-import {digestLines} from '../util/digest.js'
 import {compileGlobs, type Matcher} from './globs.js'
 import {readHashCache, writeHashCache, type CacheRow} from './hash-cache.js'
 
@@ -197,12 +196,31 @@ export async function walkSource(root: string, options: Pick<ScanOptions, 'exclu
     else files.push(sourceFile(path, resolved.abs, resolved.stats))
   }
   files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0))
-  const print = digestLines(
-    (function* () {
-      for (const f of files) yield `${f.path}\0${f.abs}\0${f.size}\0${f.mtimeMs}\0${f.ino}\0${f.mode}\n`
-    })(),
-  )
-  return {files, warnings, print}
+  return {files, warnings, print: treePrint(files, rootSlash)}
+}
+
+/**
+ * The digest of every file's path, size, mtime, inode, mode and, for an in-tree symlink, the
+ * file it points to. Fed as the paths in one string and the numbers in one array: a line of
+ * text per file was a tenth of a 20,000-file walk.
+ */
+function treePrint(files: readonly SourceFile[], rootSlash: string): string {
+  const numbers = new Float64Array(files.length * 4)
+  const links: string[] = []
+  files.forEach((f, i) => {
+    numbers[i * 4] = f.size
+    numbers[i * 4 + 1] = f.mtimeMs
+    numbers[i * 4 + 2] = f.ino
+    numbers[i * 4 + 3] = f.mode
+    const link = linkOf(rootSlash, f.path, f.abs)
+    if (link !== undefined) links.push(`${i}\0${link}\0`)
+  })
+  return createHash('sha256')
+    .update(`${files.length}\0`)
+    .update(files.map((f) => `${f.path}\0`).join(''))
+    .update(new Uint8Array(numbers.buffer))
+    .update(links.join(''))
+    .digest('hex')
 }
 
 const sourceFile = (path: string, abs: string, stats: Stats): SourceFile => ({path, abs, size: stats.size, mtimeMs: stats.mtimeMs, ino: stats.ino, mode: stats.mode})

@@ -3,7 +3,7 @@ import {join} from 'node:path'
 
 import t from 'tap'
 
-import {packEntries, scanSource, unpackEntries} from '../../../src/sync/scan.js'
+import {packEntries, scanSource, unpackEntries, walkSource} from '../../../src/sync/scan.js'
 import {tempDir, writeTree} from '../../helpers/site.js'
 
 t.test('scan hashes files, honours exclude, and caches hashes by size and mtime', async (t) => {
@@ -81,4 +81,33 @@ t.test('entries packed to cross threads come back the same: odd names, links, si
   t.same(JSON.parse(JSON.stringify(back)), JSON.parse(JSON.stringify(entries)), 'path, abs, size, mtimeMs, mode and hash of every entry')
   t.equal(back.find((e) => e.path === 'alias.txt')?.abs, await fs.realpath(join(dir, 'src/real.txt')), 'a link still sends the file it points to')
   t.same(unpackEntries(packEntries([], dir)), [], 'no entries')
+})
+
+t.test('the tree\'s print (what a quick noop trusts) changes with any change a publish must see, and only then', async (t) => {
+  const dir = tempDir()
+  const src = join(dir, 'src')
+  await writeTree(src, {'a.html': 'abc', 'sub/b.css': 'x', 'real.txt': 'one', 'other.txt': 'two'})
+  await fs.symlink('real.txt', join(src, 'alias.txt'))
+  const print = async () => (await walkSource(src, {exclude: []})).print
+  const seen = new Set([await print()])
+  t.equal(await print(), [...seen][0], 'an untouched tree prints the same')
+  const changes: Array<[string, () => Promise<unknown>]> = [
+    ['content and size', () => fs.writeFile(join(src, 'a.html'), 'abcd')],
+    ['mtime alone', () => fs.utimes(join(src, 'sub/b.css'), new Date(), new Date(Date.now() - 60_000))],
+    ['mode', () => fs.chmod(join(src, 'a.html'), 0o600)],
+    ['a rename', () => fs.rename(join(src, 'sub/b.css'), join(src, 'sub/c.css'))],
+    ['a new file', () => fs.writeFile(join(src, 'new.html'), '')],
+    ['what a symlink points to', async () => {
+      await fs.rm(join(src, 'alias.txt'))
+      await fs.symlink('other.txt', join(src, 'alias.txt'))
+    }],
+    ['a deleted file', () => fs.rm(join(src, 'new.html'))],
+  ]
+  for (const [what, change] of changes) {
+    await change()
+    const now = await print()
+    t.notOk(seen.has(now), what)
+    seen.add(now)
+    t.equal(await print(), now, `${what}: stable once made`)
+  }
 })
