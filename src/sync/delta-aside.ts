@@ -28,7 +28,6 @@ function start(): Worker | undefined {
     broken = true
     return undefined
   }
-  worker.unref()
   worker.on('message', ({id, result, error}: Answer) => {
     const pending = waiting.get(id)
     if (!pending) return
@@ -47,6 +46,8 @@ function start(): Worker | undefined {
   }
   worker.on('error', fail)
   worker.on('exit', fail)
+  // After the listeners: adding a 'message' listener holds the worker's port again.
+  worker.unref()
   return worker
 }
 

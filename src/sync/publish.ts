@@ -24,6 +24,7 @@ import {compileGlobs} from './globs.js'
 import type {ScanResult, ScanWarning, SourceEntry} from './scan.js'
 import {walkConfigSource, type WalkedTree} from './walk-aside.js'
 import {startDeltaThread} from './delta-aside.js'
+import {hashCacheFile} from './hash-cache.js'
 import {deltaSized} from './delta.js'
 import {SharedReads} from './shared-reads.js'
 import {SignatureStore} from './signatures.js'
@@ -172,7 +173,7 @@ export async function publish(config: Config, options: PublishOptions = {}): Pro
     if (!options.dryRun) startDeltaThread()
     if (!options.only && !options.dryRun) prepared = prepareEarly(early, (name, target) => takeLock(target, options.breakLock).then(() => lockedEarly.add(name)), cacheDir, selected, parsedFiles)
     if (walked.count >= BIG_TREE_FILES) limitHeapGrowth()
-    scan = await walked.scan({cacheFile: join(config.stateDir, 'hash-cache'), only: options.only})
+    scan = await walked.scan({cacheFile: hashCacheFile(config.stateDir), only: options.only})
     emit({type: 'scan-done', files: scan.entries.length, hashed: scan.hashed, durationMs: Date.now() - started})
     routed = routeEntries(config, scan.entries)
   } catch (error) {

@@ -42,6 +42,12 @@ t.test('a clean noop starts one sftp-server on the slave: no shell, no second ch
   t.equal(noop.code, 0, noop.stderr)
   t.equal(JSON.parse(noop.stdout).targets[0].report.sent, 0, 'nothing sent')
   t.same(sessions().map((line) => line.replace(/.*\//, '')), ['sftp-server'], 'one session, the SFTP channel')
+
+  // A small change (no file large enough for a delta): sent, and the process ends by itself.
+  await fs.writeFile(join(dir, 'public', 'about.html'), '<html><h1>About us, edited</h1></html>')
+  const edit = await runCli(['publish'], {cwd: dir, timeoutMs: 20_000})
+  t.equal(edit.code, 0, `the publish ends: ${edit.stderr}`)
+  t.equal(await fs.readFile(join(dir, 'root', 'about.html'), 'utf8'), '<html><h1>About us, edited</h1></html>')
 })
 
 // publish and diff start connecting before oclif has read their flags (src/cli/head-start.ts):

@@ -1,0 +1,52 @@
+// The built CLI's helper threads (the source walkers, the delta thread) must never keep a
+// process alive once its work is done: a publish that hangs after its report is a cron job
+// that never ends. Runs the built modules, as bin/run.js does.
+
+import {spawnSync} from 'node:child_process'
+import {writeFileSync} from 'node:fs'
+import {join} from 'node:path'
+
+import t from 'tap'
+
+import {projectDir} from '../helpers/cli.js'
+import {tempDir, writeTree} from '../helpers/site.js'
+
+const dist = (path: string) => JSON.stringify(join(projectDir, 'dist', path))
+
+/** Runs `script` as a module file (not --eval: workers inherit the flags, and refuse that one). */
+function runScript(script: string) {
+  const file = join(tempDir(), 'script.mjs')
+  writeFileSync(file, script)
+  return spawnSync(process.execPath, [file], {encoding: 'utf8', timeout: 20_000})
+}
+
+t.test('the delta thread started ahead of use lets the process end', async (t) => {
+  const run = runScript(`const {startDeltaThread} = await import(${dist('sync/delta-aside.js')}); startDeltaThread(); console.log('started')`)
+  t.equal(run.status, 0, `exits by itself (signal ${run.signal}): ${run.stderr}`)
+  t.match(run.stdout, /started/)
+})
+
+t.test('a walk split between two threads gives the same tree as one, and either way the process ends', async (t) => {
+  const files: Record<string, string> = {}
+  for (let i = 0; i < 300; i++) files[`d${i % 7}/sub${i % 3}/file-${i}.html`] = `page ${i}`
+  const root = join(tempDir(), 'src')
+  await writeTree(root, files)
+  const walk = (walkers: number, scan: boolean) =>
+    runScript(
+      `const {walkAside} = await import(${dist('sync/walk-aside.js')});
+       const walked = await walkAside(${JSON.stringify(root)}, {exclude: []}, ${walkers});
+       const out = {count: walked.count, print: walked.print};
+       if (${scan}) out.paths = (await walked.scan({})).entries.map((e) => e.path); else walked.close();
+       console.log(JSON.stringify(out))`,
+    )
+  const one = walk(1, true)
+  const two = walk(2, true)
+  t.equal(one.status, 0, one.stderr)
+  t.equal(two.status, 0, `two walkers: exits by itself (signal ${two.signal}): ${two.stderr}`)
+  const [a, b] = [JSON.parse(one.stdout), JSON.parse(two.stdout)]
+  t.equal(b.count, 300)
+  t.equal(b.print, a.print, 'the same print: a noop is recognised whichever walked')
+  t.same(b.paths, a.paths, 'the same files, in order')
+  const closed = walk(2, false)
+  t.equal(closed.status, 0, `closed unused: exits by itself (signal ${closed.signal}): ${closed.stderr}`)
+})
