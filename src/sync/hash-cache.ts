@@ -6,7 +6,6 @@
 // per row size, mtimeMs and inode (f64 LE each), then per row the 32 bytes of the SHA-256, then
 // the paths in row order, each followed by a NUL (which no file name holds).
 
-import {closeSync, openSync, readSync} from 'node:fs'
 import * as fs from 'node:fs/promises'
 import {dirname, join} from 'node:path'
 
@@ -17,21 +16,6 @@ const HASH_BYTES = 32
 
 /** Where the master keeps the cache, in its state directory. */
 export const hashCacheFile = (stateDir: string) => join(stateDir, 'hash-cache')
-
-/** How many files the cache in `file` holds (the last walk's count), read from its head alone; 0 when unreadable. */
-export function hashCacheRows(file: string): number {
-  const head = Buffer.alloc(MAGIC.length + 4)
-  let fd: number | undefined
-  try {
-    fd = openSync(file, 'r')
-    if (readSync(fd, head, 0, head.length, 0) !== head.length || !head.subarray(0, MAGIC.length).equals(MAGIC)) return 0
-    return head.readUInt32LE(MAGIC.length)
-  } catch {
-    return 0
-  } finally {
-    if (fd !== undefined) closeSync(fd)
-  }
-}
 
 /** The cache in `file`; a missing, damaged or older one is empty (it only costs a re-hash). */
 export async function readHashCache(file: string): Promise<Map<string, CacheRow>> {

@@ -159,28 +159,8 @@ export async function scanSource(root: string, options: ScanOptions): Promise<Sc
   return hashSource(await walkSource(root, options), {...options, root})
 }
 
-/**
- * One of `of` walkers over the same tree, each taking the files (and symlinks, and anything
- * else that is not a directory) whose name falls to its `index`; every walker enters every
- * directory. Split by name, not by readdir's order, so a file stays with its walker.
- */
-export interface WalkPart {
-  index: number
-  of: number
-}
-
-/** FNV-1a over the name's UTF-16 units: cheap, and spreads similar names evenly. */
-function partOf(name: string, of: number): number {
-  let h = 0x811c9dc5
-  for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 0x01000193)
-  return (h >>> 0) % of
-}
-
-/**
- * Lists the source's files (symlinks resolved, excludes applied); reads no content. With
- * `part`, only that part of them (see WalkPart; joinWalks puts the parts together).
- */
-export async function walkSource(root: string, options: Pick<ScanOptions, 'exclude' | 'only'>, part?: WalkPart): Promise<SourceTree> {
+/** Lists the source's files (symlinks resolved, excludes applied); reads no content. */
+export async function walkSource(root: string, options: Pick<ScanOptions, 'exclude' | 'only'>): Promise<SourceTree> {
   const rootStat = await fs.stat(root).catch(() => null)
   if (!rootStat?.isDirectory()) {
     throw new MirrorError('USAGE', `source ${root} does not exist or is not a directory`, {
@@ -208,75 +188,15 @@ export async function walkSource(root: string, options: Pick<ScanOptions, 'exclu
       }),
     )
   } else {
-    await walk(root, excluded, found, warnings, part)
+    await walk(root, excluded, found, warnings)
   }
   for (const path of links) {
     const resolved = await resolveInTree(realRoot, join(root, path))
     if (typeof resolved === 'string') warnings.push({path, message: `skipped symlink: ${resolved}`})
     else files.push(sourceFile(path, resolved.abs, resolved.stats))
   }
-  files.sort(byPath)
+  files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0))
   return {files, warnings, print: treePrint(files, rootSlash)}
-}
-
-const byPath = (a: {path: string}, b: {path: string}) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0)
-
-/** The whole tree from the walks of all its parts: the same files, warnings and print as one walk. */
-export function joinWalks(root: string, parts: ReadonlyArray<Pick<SourceTree, 'files' | 'warnings'>>): SourceTree {
-  // Each part is sorted: merged two at a time, never sorted again.
-  let files: SourceFile[] = []
-  for (const part of parts) {
-    const merged: SourceFile[] = []
-    let i = 0
-    let j = 0
-    while (i < files.length && j < part.files.length) merged.push(byPath(files[i], part.files[j]) <= 0 ? files[i++] : part.files[j++])
-    while (i < files.length) merged.push(files[i++])
-    while (j < part.files.length) merged.push(part.files[j++])
-    files = merged
-  }
-  const warnings = parts.flatMap((p) => p.warnings).sort(byPath)
-  return {files, warnings, print: treePrint(files, withSlash(root))}
-}
-
-/**
- * Files packed to cross between threads (see PackedEntries): the paths in one string, the
- * numbers in one array, the files elsewhere than their place (symlinks) by index.
- */
-export interface PackedFiles {
-  paths: string
-  /** size, mtimeMs, ino and mode of each file in turn. */
-  numbers: Float64Array
-  links: Array<[index: number, abs: string]>
-}
-
-export function packFiles(files: readonly SourceFile[], root: string): PackedFiles {
-  const rootSlash = withSlash(root)
-  const numbers = new Float64Array(files.length * 4)
-  const links: Array<[number, string]> = []
-  files.forEach((f, i) => {
-    numbers[i * 4] = f.size
-    numbers[i * 4 + 1] = f.mtimeMs
-    numbers[i * 4 + 2] = f.ino
-    numbers[i * 4 + 3] = f.mode
-    const link = linkOf(rootSlash, f.path, f.abs)
-    if (link !== undefined) links.push([i, link])
-  })
-  return {paths: files.map((f) => f.path).join('\0'), numbers, links}
-}
-
-export function unpackFiles(packed: PackedFiles, root: string): SourceFile[] {
-  if (packed.numbers.length === 0) return []
-  const rootSlash = withSlash(root)
-  const links = new Map(packed.links)
-  const {numbers} = packed
-  return packed.paths.split('\0').map((path, i) => ({
-    path,
-    abs: links.get(i) ?? `${rootSlash}${path}`,
-    size: numbers[i * 4],
-    mtimeMs: numbers[i * 4 + 1],
-    ino: numbers[i * 4 + 2],
-    mode: numbers[i * 4 + 3],
-  }))
 }
 
 /**
@@ -389,7 +309,7 @@ const YIELD_MS = 5
  * Synchronous on purpose: a stat of a cached inode costs microseconds, a promise around it
  * ten times that, and a 20,000-file noop is mostly this walk.
  */
-async function walk(root: string, excluded: Matcher, found: (path: string, stats: Stats) => void, warnings: ScanWarning[], part?: WalkPart): Promise<void> {
+async function walk(root: string, excluded: Matcher, found: (path: string, stats: Stats) => void, warnings: ScanWarning[]): Promise<void> {
   // Plain concatenation: path.join normalizes, and costs more than the stat on a big tree.
   const rootSlash = withSlash(root)
   const pending = ['']
@@ -401,28 +321,22 @@ async function walk(root: string, excluded: Matcher, found: (path: string, stats
       lastYield = Date.now()
     }
     const rel = pending.pop()!
-    // An unreadable directory fails the scan: skipping it would plan its files as deleted. The
-    // entries' types come with the names: a directory needs no stat of its own.
-    const dirents = readdirSync(rel ? `${rootSlash}${rel}` : root, {withFileTypes: true})
-    for (const dirent of dirents) {
-      const name = dirent.name
-      const directory = dirent.isDirectory()
-      // Every walker enters every directory; what is said of a directory, the first one says.
-      const ours = !part || (directory ? part.index === 0 : partOf(name, part.of) === part.index)
-      if (!ours && !directory) continue
+    // An unreadable directory fails the scan: skipping it would plan its files as deleted.
+    const names = readdirSync(rel ? `${rootSlash}${rel}` : root)
+    for (const name of names) {
       const path = rel ? `${rel}/${name}` : name
       if (excluded(path)) continue
       // Node decodes names as UTF-8; one that is not cannot be named again to read it.
       if (name.includes('\uFFFD')) {
-        if (ours) warnings.push({path, message: 'skipped: the name is not valid UTF-8'})
+        warnings.push({path, message: 'skipped: the name is not valid UTF-8'})
         continue
       }
-      const stats = directory ? undefined : lstatSync(`${rootSlash}${path}`, {throwIfNoEntry: false})
-      if (directory || stats?.isDirectory()) {
+      const stats = lstatSync(`${rootSlash}${path}`, {throwIfNoEntry: false})
+      if (!stats) {
+        warnings.push({path, message: 'skipped: vanished while scanning'})
+      } else if (stats.isDirectory()) {
         // A pattern like "cache/**" excludes the directory's content: skip the walk too.
         if (!excluded(`${path}/\u0000`)) pending.push(path)
-      } else if (!stats) {
-        warnings.push({path, message: 'skipped: vanished while scanning'})
       } else {
         found(path, stats)
       }

@@ -4,14 +4,12 @@
 // them (a quick noop never does), while this thread locks the targets and reads their manifests.
 // A very big tree is hashed on the calling thread instead (memory: see HASH_ASIDE_MAX_FILES).
 
-import {availableParallelism} from 'node:os'
 import {join} from 'node:path'
-import {MessageChannel, Worker} from 'node:worker_threads'
+import {Worker} from 'node:worker_threads'
 
 import type {Config} from '../config/load.js'
 
 import {MirrorError, type ErrorCode} from '../errors.js'
-import {hashCacheFile, hashCacheRows} from './hash-cache.js'
 import {hashSource, unpackEntries, walkSource, type HashOptions, type PackedEntries, type ScanOptions, type ScanResult, type ScanWarning, type SourceFile, type SourceTree} from './scan.js'
 
 /** What the caller decides of the hashing; where the files are is the walk's. */
@@ -23,9 +21,6 @@ export type ScanRequest = Pick<HashOptions, 'cacheFile' | 'only'>
  * thread's tables until the cache is saved, would raise a big publish's peak memory.
  */
 const HASH_ASIDE_MAX_FILES = 50_000
-
-/** From this many files in the last walk, the walk is split between two threads. */
-const SPLIT_WALK_FROM = 5000
 
 export interface WalkedTree {
   print: string
@@ -48,10 +43,7 @@ type Message =
  * Light to import, so a command can start it before it loads the rest of the publish.
  */
 export function walkConfigSource(config: Config, only?: readonly string[]): Promise<WalkedTree> {
-  // Two walkers when the last walk was big and there is a core for each: a 20,000-file walk is
-  // most of a noop publish, and the calling thread has little to do meanwhile.
-  const walkers = availableParallelism() > 1 && hashCacheRows(hashCacheFile(config.stateDir)) >= SPLIT_WALK_FROM ? 2 : 1
-  const walking = walkAside(config.source, {exclude: [...config.exclude, ...stateDirExclude(config)], only}, walkers)
+  const walking = walkAside(config.source, {exclude: [...config.exclude, ...stateDirExclude(config)], only})
   // Met where the caller awaits it; not an unhandled rejection meanwhile.
   walking.catch(() => {})
   return walking
@@ -63,30 +55,13 @@ function stateDirExclude(config: Config): string[] {
   return rel ? [`${rel}/**`] : []
 }
 
-/**
- * Walks `root` on a worker thread, split with `walkers - 1` helpers (see WalkPart). The worker
- * keeps the tree and hashes it when asked.
- */
-export async function walkAside(root: string, options: Pick<ScanOptions, 'exclude' | 'only'>, walkers = 1): Promise<WalkedTree> {
+export async function walkAside(root: string, options: Pick<ScanOptions, 'exclude' | 'only'>): Promise<WalkedTree> {
   // A watch batch names a few paths: not worth a thread. Run from TypeScript source (the tests
   // under tap), a worker would compile its modules again, for seconds: only the build uses one.
   if (options.only || !import.meta.url.endsWith('.js')) return inline(root, await walkSource(root, options))
-  const url = new URL('./walk-worker.js', import.meta.url)
   let worker: Worker
   try {
-    if (walkers > 1) {
-      // The helper hands its part straight to the worker, over a channel of their own. A helper
-      // that cannot start or dies is stood in for by the worker.
-      const {port1, port2} = new MessageChannel()
-      worker = new Worker(url, {workerData: {root, options, part: {index: 0, of: 2}, peer: port1}, transferList: [port1]})
-      try {
-        new Worker(url, {workerData: {root, options, part: {index: 1, of: 2}, peer: port2}, transferList: [port2]}).unref()
-      } catch {
-        port2.close()
-      }
-    } else {
-      worker = new Worker(url, {workerData: {root, options}})
-    }
+    worker = new Worker(new URL('./walk-worker.js', import.meta.url), {workerData: {root, options}})
   } catch {
     return inline(root, await walkSource(root, options))
   }
