@@ -67,4 +67,6 @@ export async function writeHashCache(file: string, cache: ReadonlyMap<string, Ca
   await fs.mkdir(dirname(file), {recursive: true})
   await fs.writeFile(temp, data)
   await fs.rename(temp, file)
+  // The JSON form that earlier versions kept under the same name plus ".json": never read again.
+  await fs.rm(`${file}.json`, {force: true})
 }

@@ -27,6 +27,8 @@ t.test('a missing, damaged or older cache reads as empty: every file is hashed a
   const dir = t.testdir({'old.json': JSON.stringify({format: 1, files: {'index.html': [1, 2, 3, hash(1)]}})})
   t.same(await readHashCache(join(dir, 'missing')), new Map(), 'missing')
   t.same(await readHashCache(join(dir, 'old.json')), new Map(), 'the JSON form of earlier versions')
+  await writeHashCache(join(dir, 'old'), new Map())
+  t.same((await fs.readdir(dir)).sort(), ['old'], 'which the first write of the new form removes')
   const file = join(dir, 'hash-cache')
   await writeHashCache(file, new Map([['index.html', [1, 2, 3, hash(1)] as CacheRow]]))
   const whole = await fs.readFile(file)
