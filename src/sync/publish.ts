@@ -3,6 +3,7 @@
 // execute. `dryRun` stops after planning and never takes a lock or writes anything.
 
 import {createHash, randomBytes} from 'node:crypto'
+import {existsSync} from 'node:fs'
 import {hostname, userInfo} from 'node:os'
 import {join} from 'node:path'
 
@@ -169,8 +170,9 @@ export async function publish(config: Config, options: PublishOptions = {}): Pro
         return {source: config.source, files: walked.count, hashed: 0, warnings: walked.warnings, dryRun: Boolean(options.dryRun), targets: await heldOutcomes(held, options, emit)}
       }
     }
-    // Not a clean noop: a large file that changed will want its delta soon.
-    if (!options.dryRun) startDeltaThread()
+    // Not a clean noop: a large file that changed will want its delta soon, when any version
+    // has a signature to make one from (a thread of its own is some 10 MB of memory).
+    if (!options.dryRun && existsSync(signaturesDir(config))) startDeltaThread()
     if (!options.only && !options.dryRun) prepared = prepareEarly(early, (name, target) => takeLock(target, options.breakLock).then(() => lockedEarly.add(name)), cacheDir, selected, parsedFiles)
     if (walked.count >= BIG_TREE_FILES) limitHeapGrowth()
     scan = await walked.scan({cacheFile: hashCacheFile(config.stateDir), only: options.only})
@@ -203,7 +205,7 @@ export async function publish(config: Config, options: PublishOptions = {}): Pro
   }
 
   const limit = pLimit(config.publish.parallel)
-  const signatures = new SignatureStore(join(config.stateDir, 'signatures'))
+  const signatures = new SignatureStore(signaturesDir(config))
   if (!options.dryRun) startDeltas(scan, signatures)
   const reads = new SharedReads<SourceEntry>(readersOf(config))
   const bodies = new ManifestBodies()
@@ -321,6 +323,8 @@ function prepareEarly(
   }
   return prepared
 }
+
+const signaturesDir = (config: Config) => join(config.stateDir, 'signatures')
 
 /**
  * A large file that changed since this master last hashed it usually goes to its targets as a
