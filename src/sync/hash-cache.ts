@@ -47,22 +47,26 @@ export async function readHashCache(file: string): Promise<Map<string, CacheRow>
 /** Replaces `file` with `cache`, through a temporary file: a reader never sees half of it. */
 export async function writeHashCache(file: string, cache: ReadonlyMap<string, CacheRow>): Promise<void> {
   const count = cache.size
-  const paths = Buffer.from([...cache.keys()].map((path) => `${path}\0`).join(''))
-  const data = Buffer.allocUnsafe(MAGIC.length + 8 + count * (24 + HASH_BYTES) + paths.length)
+  // Measured first, then written in place: no joined copy of 100,000 paths beside the buffer.
+  let pathBytes = 0
+  for (const path of cache.keys()) pathBytes += Buffer.byteLength(path) + 1
+  const data = Buffer.allocUnsafe(MAGIC.length + 8 + count * (24 + HASH_BYTES) + pathBytes)
   MAGIC.copy(data, 0)
   data.writeUInt32LE(count, MAGIC.length)
-  data.writeUInt32LE(paths.length, MAGIC.length + 4)
+  data.writeUInt32LE(pathBytes, MAGIC.length + 4)
   const numbersAt = MAGIC.length + 8
   const hashesAt = numbersAt + count * 24
+  let at = hashesAt + count * HASH_BYTES
   let i = 0
-  for (const [size, mtimeMs, ino, hash] of cache.values()) {
+  for (const [path, [size, mtimeMs, ino, hash]] of cache) {
     data.writeDoubleLE(size, numbersAt + i * 24)
     data.writeDoubleLE(mtimeMs, numbersAt + i * 24 + 8)
     data.writeDoubleLE(ino, numbersAt + i * 24 + 16)
     data.write(hash, hashesAt + i * HASH_BYTES, HASH_BYTES, 'hex')
+    at += data.write(path, at)
+    data[at++] = 0
     i++
   }
-  paths.copy(data, hashesAt + count * HASH_BYTES)
   const temp = `${file}.${process.pid}.tmp`
   await fs.mkdir(dirname(file), {recursive: true})
   await fs.writeFile(temp, data)
