@@ -9,6 +9,7 @@ import * as fs from 'node:fs/promises'
 import {isAbsolute, join, relative, sep} from 'node:path'
 
 import {MirrorError} from '../errors.js'
+import {updateLines} from '../util/digest.js'
 import {compileGlobs, type Matcher} from './globs.js'
 import {readHashCache, writeHashCache, type CacheRow} from './hash-cache.js'
 
@@ -215,17 +216,11 @@ function treePrint(files: readonly SourceFile[], rootSlash: string): string {
     const link = linkOf(rootSlash, f.path, f.abs)
     if (link !== undefined) links.push(`${i}\0${link}\0`)
   })
-  const print = createHash('sha256').update(`${files.length}\0`)
   // The paths some 64 KB at a time: one string of 100,000 paths would sit in the walk's heap.
-  let chunk = ''
-  for (const f of files) {
-    chunk += `${f.path}\0`
-    if (chunk.length >= 1 << 16) {
-      print.update(chunk)
-      chunk = ''
-    }
-  }
-  return print.update(chunk).update(new Uint8Array(numbers.buffer)).update(links.join('')).digest('hex')
+  const paths = (function* () {
+    for (const f of files) yield `${f.path}\0`
+  })()
+  return updateLines(createHash('sha256').update(`${files.length}\0`), paths).update(new Uint8Array(numbers.buffer)).update(links.join('')).digest('hex')
 }
 
 const sourceFile = (path: string, abs: string, stats: Stats): SourceFile => ({path, abs, size: stats.size, mtimeMs: stats.mtimeMs, ino: stats.ino, mode: stats.mode})
