@@ -9,8 +9,9 @@ import t from 'tap'
 
 import {assertManifestTruthful, assertWhole, countFiles, exited, faultProject, guardOutside, leftovers, manyFiles, settledCount, until} from '../helpers/faults.js'
 
-// Enough files that, one at a time, the publish is still going when its manifest is first written (2 s).
-const TOTAL = 3000
+// Enough files that, one at a time, the publish is still going when its manifest is first written (2 s)
+// and when the slave's sshd is stopped: at 3,000 a faster publish sometimes finished first.
+const TOTAL = 6000
 
 t.test('sshd killed mid-publish: the other target completes, nothing half-written, the next publish finishes', async (t) => {
   const files = manyFiles(TOTAL)
