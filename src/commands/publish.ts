@@ -3,8 +3,8 @@ import * as Flags from '@oclif/core/flags'
 import {BaseCommand} from '../cli/base-command.js'
 import type {Config} from '../config/load.js'
 import {publishExitCode} from '../cli/publish-exit.js'
-import {formatPlan, formatReport, formatTargetError, formatWarnings} from '../ui/format.js'
 import {createProgress} from '../ui/progress.js'
+import {showPublishResult} from '../ui/publish-output.js'
 
 export default class Publish extends BaseCommand<typeof Publish> {
   static override summary = 'Push the source to every target: only what changed, customizations on the slaves kept.'
@@ -55,20 +55,7 @@ export default class Publish extends BaseCommand<typeof Publish> {
       })
       progress.done()
       process.exitCode = publishExitCode(result)
-      if (flags.json) {
-        await this.printJson({ok: process.exitCode === 0, ...result})
-        return
-      }
-      for (const line of formatWarnings(result)) process.stderr.write(`${line}\n`)
-      const limit = flags.verbose ? Infinity : 200
-      for (const outcome of result.targets) {
-        if (outcome.plan) this.log(formatPlan(outcome.plan, limit))
-        else this.log(`${outcome.target}  ${outcome.url}\n  not planned: ${outcome.error?.message}`)
-      }
-      if (!result.dryRun) this.log(formatReport(result))
-      for (const outcome of result.targets.filter((o) => o.error)) {
-        process.stderr.write(`${formatTargetError(outcome.target, outcome.error!)}\n`)
-      }
+      await showPublishResult(result, process.exitCode === 0, {json: flags.json, verbose: flags.verbose})
     } finally {
       progress.done()
       process.off('SIGINT', stop)

@@ -56,11 +56,11 @@ function copyName(config: TargetConfig): string {
  * the manifest has to be loaded. Reads nothing else.
  */
 export async function upToDateGeneration(target: Target, config: TargetConfig, cacheDir: string, files: string): Promise<number | undefined> {
-  const remote = await target.statState('manifest.json')
-  if (!remote) return undefined
+  // The local copy first: when the files changed (most publishes that get here), no round trip.
   const meta = await readMeta(join(cacheDir, copyName(config)))
-  const current = meta && meta.url === config.url && meta.size === remote.size && meta.mtimeMs === remote.mtimeMs
-  return current && meta.fingerprint === files ? (meta.generation ?? 0) : undefined
+  if (!meta || meta.url !== config.url || meta.fingerprint !== files) return undefined
+  const remote = await target.statState('manifest.json')
+  return remote && meta.size === remote.size && meta.mtimeMs === remote.mtimeMs ? (meta.generation ?? 0) : undefined
 }
 
 /** The held source recorded for a target, with the stat of the manifest it goes with. */

@@ -2,7 +2,6 @@
 // parallel, bounded) connect, lock, load the manifest, probe only what the plan needs, plan, and
 // execute. `dryRun` stops after planning and never takes a lock or writes anything.
 
-import {createHash, randomBytes} from 'node:crypto'
 import {existsSync} from 'node:fs'
 import {hostname, userInfo} from 'node:os'
 import {join} from 'node:path'
@@ -18,8 +17,8 @@ import type {LockOwner, Target} from '../targets/target.js'
 import type {PublishEvent} from './events.js'
 import {emptyReport, executePlan, type TargetReport} from './executor.js'
 import {emptyManifest, fingerprint, ManifestBodies, type Manifest, type ParsedFiles} from './manifest.js'
-import {heldSource, loadManifest, recordHeldSource, saveManifestCopy, upToDateGeneration, type LoadedManifest} from './manifest-cache.js'
-import {countActions, type RoutedEntry, type TargetPlan} from './plan.js'
+import {loadManifest, recordHeldSource, saveManifestCopy, upToDateGeneration, type LoadedManifest} from './manifest-cache.js'
+import type {RoutedEntry, TargetPlan} from './plan.js'
 import {needsHash, SharedPlanning, type SlaveFile} from './planner.js'
 import {compileGlobs} from './globs.js'
 import type {ScanResult, ScanWarning, SourceEntry} from './scan.js'
@@ -32,6 +31,7 @@ import {SignatureStore} from './signatures.js'
 import {processAlive} from '../util/process.js'
 import {createRouter} from './segments.js'
 import {openEarly, selectTargets, type OpeningTargets} from './opening.js'
+import {cleanNoop, routedPrint, upToDatePlan} from './clean-noop.js'
 import {limitHeapGrowth} from '../util/heap.js'
 
 /** From this many source files on, the heap is kept tight (see limitHeapGrowth). */
@@ -163,12 +163,8 @@ export async function publish(config: Config, options: PublishOptions = {}): Pro
     // A watch batch walks only its paths, and --verify looks at everything: no quick noop.
     if (!options.only && !options.verify) {
       print = routedPrint(config, walked.print)
-      const held = await allHeld(selected, early, options.openTargets, cacheDir, print)
-      if (held) {
-        walked.close()
-        emit({type: 'scan-done', files: walked.count, hashed: 0, durationMs: Date.now() - started})
-        return {source: config.source, files: walked.count, hashed: 0, warnings: walked.warnings, dryRun: Boolean(options.dryRun), targets: await heldOutcomes(held, options, emit)}
-      }
+      const answer = await cleanNoop(config, walked, early, options, started)
+      if (answer) return answer
     }
     // Not a clean noop: a large file that changed will want its delta soon, when any version
     // has a signature to make one from (a thread of its own is some 10 MB of memory).
@@ -354,66 +350,6 @@ function readersOf(config: Config): (file: SourceEntry) => number {
     const segment = router.segmentFor(file.path)
     return segment ? count.get(segment)! : 1
   }
-}
-
-/** The walk's print with what decides where its files go: a change of either changes it. */
-function routedPrint(config: Config, treePrint: string): string {
-  const routing = JSON.stringify({segments: config.segments, protect: config.protect, exclude: config.exclude})
-  return createHash('sha256').update(`${treePrint}\n${routing}`).digest('hex')
-}
-
-type Held = Array<{target: Target; reused: boolean; plan: TargetPlan; generation: number}>
-
-/**
- * The quickest noop: every target is known to hold what a walk with this print publishes, and
- * its manifest is still the one the master wrote (one stat each). Undefined as soon as one is
- * not: then the publish goes the usual way, with the connections already open.
- */
-async function allHeld(
-  selected: readonly TargetConfig[],
-  early: OpeningTargets,
-  openTargets: Map<string, Target> | undefined,
-  cacheDir: string,
-  print: string,
-): Promise<Held | undefined> {
-  const records = await Promise.all(selected.map((t) => heldSource(t, cacheDir)))
-  if (records.some((r) => r?.print !== print)) return undefined
-  const held = await Promise.all(
-    selected.map(async (targetConfig, i) => {
-      const record = records[i]!
-      const reused = openTargets?.get(targetConfig.name)
-      const opened = early.get(targetConfig.name)
-      if (!reused && !opened) return undefined
-      try {
-        const target = reused ?? (await opened!.target)
-        if (opened) await opened.connected
-        const remote = await target.statState('manifest.json')
-        if (remote?.size !== record.size || remote.mtimeMs !== record.mtimeMs) return undefined
-        const plan = upToDatePlan(target, record.unchanged, record.protected)
-        return {target, reused: Boolean(reused), plan, generation: record.generation}
-      } catch {
-        // Unreachable, or anything else: the usual way meets it and reports it.
-        return undefined
-      }
-    }),
-  )
-  return held.every(Boolean) ? (held as Held) : undefined
-}
-
-async function heldOutcomes(held: Held, options: PublishOptions, emit: (event: PublishEvent) => void): Promise<TargetOutcome[]> {
-  return Promise.all(
-    held.map(async ({target, reused, plan, generation}) => {
-      emit({type: 'target-planned', target: target.name, plan})
-      if (!reused) await target.close()
-      emit({type: 'target-done', target: target.name, ok: true})
-      return {target: target.name, url: target.url, plan, ...(options.dryRun ? {} : {report: {...emptyReport(target), generation}})}
-    }),
-  )
-}
-
-/** The plan of a target that already holds exactly its entries. */
-function upToDatePlan(target: Target, unchanged: number, protectedPaths: number): TargetPlan {
-  return {target: target.name, url: target.url, actions: [], unchanged, protected: protectedPaths, bytes: 0, counts: countActions([]), verified: false}
 }
 
 /** For a watch batch: a manifest path is in scope when its source path is one of `only`. */

@@ -10,6 +10,7 @@ import {isAbsolute, join, relative, sep} from 'node:path'
 
 import {MirrorError} from '../errors.js'
 import {updateLines} from '../util/digest.js'
+import {listWithFind, type ListedEntry} from './find-listing.js'
 import {compileGlobs, type Matcher} from './globs.js'
 import {readHashCache, writeHashCache, type CacheRow} from './hash-cache.js'
 
@@ -101,6 +102,43 @@ export function unpackEntries(packed: PackedEntries): SourceEntry[] {
   return paths.map((path, i) => new ScannedEntry(path, rootSlash, links.get(i), numbers[i * 3], numbers[i * 3 + 1], numbers[i * 3 + 2], hashes[i]))
 }
 
+/** A walk's files packed to cross to the hashing thread, as PackedEntries are (inodes for hashes). */
+export interface PackedFiles {
+  rootSlash: string
+  /** Paths joined by NUL. */
+  paths: string
+  /** size, mtimeMs, ino and mode of each file in turn. */
+  numbers: Float64Array
+  /** Files whose bytes are elsewhere (in-tree symlinks): index and the file it points to. */
+  links: Array<[index: number, abs: string]>
+}
+
+export function packFiles(files: readonly SourceFile[], root: string): PackedFiles {
+  const rootSlash = withSlash(root)
+  const numbers = new Float64Array(files.length * 4)
+  const links: Array<[number, string]> = []
+  files.forEach((file, i) => {
+    numbers.set([file.size, file.mtimeMs, file.ino, file.mode], i * 4)
+    const link = linkOf(rootSlash, file.path, file.abs)
+    if (link !== undefined) links.push([i, link])
+  })
+  return {rootSlash, paths: files.map((f) => f.path).join('\0'), numbers, links}
+}
+
+export function unpackFiles(packed: PackedFiles): SourceFile[] {
+  if (packed.numbers.length === 0) return []
+  const links = new Map(packed.links)
+  const {numbers, rootSlash} = packed
+  return packed.paths.split('\0').map((path, i) => ({
+    path,
+    abs: links.get(i) ?? `${rootSlash}${path}`,
+    size: numbers[i * 4],
+    mtimeMs: numbers[i * 4 + 1],
+    ino: numbers[i * 4 + 2],
+    mode: numbers[i * 4 + 3],
+  }))
+}
+
 export interface ScanWarning {
   path: string
   message: string
@@ -128,7 +166,17 @@ export interface ScanOptions {
   cacheFile?: string
   /** Only these paths (relative): a watch batch. Missing ones are simply absent from the result. */
   only?: readonly string[]
+  /**
+   * Who lists the tree: GNU find (find-listing.ts), falling back to Node's readdir and lstat
+   * when find cannot answer; or Node alone. Both find the same files. Default: find on Linux.
+   */
+  lister?: Lister
 }
+
+export type Lister = 'find' | 'node'
+
+/** find where it is GNU find's (it is tried, and Node walks when it cannot answer). */
+const DEFAULT_LISTER: Lister = process.platform === 'linux' ? 'find' : 'node'
 
 const HASH_CONCURRENCY = 16
 /** Files up to this size are read in one call; larger ones are streamed. */
@@ -161,7 +209,19 @@ export async function scanSource(root: string, options: ScanOptions): Promise<Sc
 }
 
 /** Lists the source's files (symlinks resolved, excludes applied); reads no content. */
-export async function walkSource(root: string, options: Pick<ScanOptions, 'exclude' | 'only'>): Promise<SourceTree> {
+export async function walkSource(root: string, options: Pick<ScanOptions, 'exclude' | 'only' | 'lister'>): Promise<SourceTree> {
+  return (await walkWith(root, options, options.only ? 'node' : (options.lister ?? DEFAULT_LISTER), true))!
+}
+
+/**
+ * walkSource by GNU find alone: undefined when find is not there or cannot answer (the caller
+ * then walks with Node where it sees fit: on a thread of its own, say).
+ */
+export function walkSourceWithFind(root: string, options: Pick<ScanOptions, 'exclude'>): Promise<SourceTree | undefined> {
+  return walkWith(root, options, 'find', false)
+}
+
+async function walkWith(root: string, options: Pick<ScanOptions, 'exclude' | 'only'>, lister: Lister, orNode: boolean): Promise<SourceTree | undefined> {
   const rootStat = await fs.stat(root).catch(() => null)
   if (!rootStat?.isDirectory()) {
     throw new MirrorError('USAGE', `source ${root} does not exist or is not a directory`, {
@@ -176,20 +236,24 @@ export async function walkSource(root: string, options: Pick<ScanOptions, 'exclu
   const links: string[] = []
   // Only the numbers are kept: a Stats object (with its four Dates) per file is most of what a
   // walk of a big tree allocates.
-  const found = (path: string, stats: Stats) => {
-    if (stats.isFile()) files.push(sourceFile(path, `${rootSlash}${path}`, stats))
-    else if (stats.isSymbolicLink()) links.push(path)
-    else if (!stats.isDirectory()) warnings.push({path, message: 'skipped: not a regular file'})
+  const found = (path: string, entry: Listed) => {
+    if (entry.type === 'f') files.push(sourceFile(path, `${rootSlash}${path}`, entry))
+    else if (entry.type === 'l') links.push(path)
+    else if (entry.type !== 'd') warnings.push({path, message: 'skipped: not a regular file'})
   }
+  const rules = {excluded, found, warnings}
   if (options.only) {
     await Promise.all(
       options.only.map(async (path) => {
         const stats = await fs.lstat(join(root, path)).catch(() => null)
-        if (stats && !excluded(path)) found(path, stats)
+        if (stats && !excluded(path)) found(path, listed(stats))
       }),
     )
   } else {
-    await walk(root, excluded, found, warnings)
+    const listing = lister === 'find' ? await listWithFind(root) : undefined
+    if (listing) applyRules(listing, rules)
+    else if (orNode) await walk(root, rules)
+    else return undefined
   }
   for (const path of links) {
     const resolved = await resolveInTree(realRoot, join(root, path))
@@ -223,7 +287,18 @@ function treePrint(files: readonly SourceFile[], rootSlash: string): string {
   return updateLines(createHash('sha256').update(`${files.length}\0`), paths).update(new Uint8Array(numbers.buffer)).update(links.join('')).digest('hex')
 }
 
-const sourceFile = (path: string, abs: string, stats: Stats): SourceFile => ({path, abs, size: stats.size, mtimeMs: stats.mtimeMs, ino: stats.ino, mode: stats.mode})
+/** An entry's type (find's letter: f, d, l, other) and the numbers a SourceFile keeps. */
+type Listed = Omit<ListedEntry, 'path'>
+
+const listed = (stats: Stats): Listed => ({
+  type: stats.isFile() ? 'f' : stats.isDirectory() ? 'd' : stats.isSymbolicLink() ? 'l' : '?',
+  ino: stats.ino,
+  size: stats.size,
+  mode: stats.mode,
+  mtimeMs: stats.mtimeMs,
+})
+
+const sourceFile = (path: string, abs: string, stats: Pick<Listed, 'size' | 'mtimeMs' | 'ino' | 'mode'>): SourceFile => ({path, abs, size: stats.size, mtimeMs: stats.mtimeMs, ino: stats.ino, mode: stats.mode})
 
 /** Where the files of a walk are, and how to hash them (see ScanOptions). */
 export type HashOptions = Pick<ScanOptions, 'cacheFile' | 'only' | 'blocking'> & {root: string}
@@ -302,6 +377,39 @@ export async function hashSourceFirst(tree: SourceTree, options: HashOptions): P
   return {result: {entries, warnings, hashed, previous}, cacheSaved}
 }
 
+/** What the walk keeps of what it lists, by the same rules whoever listed it. */
+interface WalkRules {
+  excluded: Matcher
+  found: (path: string, entry: Listed) => void
+  warnings: ScanWarning[]
+}
+
+/** Whether an entry named `name` at `path` is looked at: not excluded, and a name we can say. */
+function admitted(path: string, name: string, {excluded, warnings}: WalkRules): boolean {
+  if (excluded(path)) return false
+  // Node decodes names as UTF-8; one that is not cannot be named again to read it.
+  if (name.includes('\uFFFD')) {
+    warnings.push({path, message: 'skipped: the name is not valid UTF-8'})
+    return false
+  }
+  return true
+}
+
+/** A pattern like "cache/**" excludes the directory's content: it is not walked into. */
+const entered = (path: string, {excluded}: WalkRules) => !excluded(`${path}/\u0000`)
+
+/** walk()'s rules over a listing made elsewhere, in which a directory comes before its content. */
+function applyRules(listing: readonly ListedEntry[], rules: WalkRules): void {
+  const walkedInto = new Set([''])
+  for (const entry of listing) {
+    const slash = entry.path.lastIndexOf('/')
+    if (!walkedInto.has(slash === -1 ? '' : entry.path.slice(0, slash))) continue
+    if (!admitted(entry.path, entry.path.slice(slash + 1), rules)) continue
+    if (entry.type !== 'd') rules.found(entry.path, entry)
+    else if (entered(entry.path, rules)) walkedInto.add(entry.path)
+  }
+}
+
 const YIELD_MS = 5
 
 /**
@@ -309,7 +417,7 @@ const YIELD_MS = 5
  * Synchronous on purpose: a stat of a cached inode costs microseconds, a promise around it
  * ten times that, and a 20,000-file noop is mostly this walk.
  */
-async function walk(root: string, excluded: Matcher, found: (path: string, stats: Stats) => void, warnings: ScanWarning[]): Promise<void> {
+async function walk(root: string, rules: WalkRules): Promise<void> {
   // Plain concatenation: path.join normalizes, and costs more than the stat on a big tree.
   const rootSlash = withSlash(root)
   const pending = ['']
@@ -325,20 +433,14 @@ async function walk(root: string, excluded: Matcher, found: (path: string, stats
     const names = readdirSync(rel ? `${rootSlash}${rel}` : root)
     for (const name of names) {
       const path = rel ? `${rel}/${name}` : name
-      if (excluded(path)) continue
-      // Node decodes names as UTF-8; one that is not cannot be named again to read it.
-      if (name.includes('\uFFFD')) {
-        warnings.push({path, message: 'skipped: the name is not valid UTF-8'})
-        continue
-      }
+      if (!admitted(path, name, rules)) continue
       const stats = lstatSync(`${rootSlash}${path}`, {throwIfNoEntry: false})
       if (!stats) {
-        warnings.push({path, message: 'skipped: vanished while scanning'})
+        rules.warnings.push({path, message: 'skipped: vanished while scanning'})
       } else if (stats.isDirectory()) {
-        // A pattern like "cache/**" excludes the directory's content: skip the walk too.
-        if (!excluded(`${path}/\u0000`)) pending.push(path)
+        if (entered(path, rules)) pending.push(path)
       } else {
-        found(path, stats)
+        rules.found(path, listed(stats))
       }
     }
   }

@@ -1,8 +1,10 @@
-// Walks the source in a worker thread, so that the walk (an lstat of every file) runs beside the
-// targets' SSH handshakes on another core instead of taking turns with them. The tree's print
-// comes back first; the files are hashed there too, and cross over only when the caller needs
-// them (a quick noop never does), while this thread locks the targets and reads their manifests.
-// A very big tree is hashed on the calling thread instead (memory: see HASH_ASIDE_MAX_FILES).
+// Walks the source beside the targets' SSH handshakes instead of taking turns with them. Where
+// GNU find is there, it lists the tree in a process of its own (find-listing.ts) and this thread
+// only reads its answer; else the walk (an lstat of every file) runs on a worker thread. The
+// tree's print comes first; the files are hashed on a worker thread, and cross over only when
+// the caller needs them (a quick noop never does), while this thread locks the targets and reads
+// their manifests. A very big tree is hashed on the calling thread instead (memory: see
+// HASH_ASIDE_MAX_FILES).
 
 import {join} from 'node:path'
 import {Worker} from 'node:worker_threads'
@@ -10,7 +12,7 @@ import {Worker} from 'node:worker_threads'
 import type {Config} from '../config/load.js'
 
 import {MirrorError, type ErrorCode} from '../errors.js'
-import {hashSource, unpackEntries, walkSource, type HashOptions, type PackedEntries, type ScanOptions, type ScanResult, type ScanWarning, type SourceFile, type SourceTree} from './scan.js'
+import {hashSource, packFiles, unpackEntries, walkSource, walkSourceWithFind, type HashOptions, type PackedEntries, type ScanOptions, type ScanResult, type ScanWarning, type SourceFile, type SourceTree} from './scan.js'
 
 /** What the caller decides of the hashing; where the files are is the walk's. */
 export type ScanRequest = Pick<HashOptions, 'cacheFile' | 'only'>
@@ -26,8 +28,16 @@ export interface WalkedTree {
   print: string
   count: number
   warnings: ScanWarning[]
-  /** The tree's files with their hashes (see hashSource), handed over once. */
+  /**
+   * The tree's files with their hashes (see hashSource), handed over once: asked again with the
+   * same request (after a prefetch), the same answer.
+   */
   scan(request: ScanRequest): Promise<ScanResult>
+  /**
+   * Starts the hashing for `request` now, when it runs on a thread of its own (on the calling
+   * thread it waits for scan: the caller may want to limit its heap first).
+   */
+  prefetch(request: ScanRequest): void
   /** Lets the worker go when the file list is not needed. */
   close(): void
 }
@@ -59,6 +69,10 @@ export async function walkAside(root: string, options: Pick<ScanOptions, 'exclud
   // A watch batch names a few paths: not worth a thread. Run from TypeScript source (the tests
   // under tap), a worker would compile its modules again, for seconds: only the build uses one.
   if (options.only || !import.meta.url.endsWith('.js')) return inline(root, await walkSource(root, options))
+  // find does the stats in its own process: no thread to start before the print is known (a
+  // worker took 0.1 to 0.2 s to start, beside the handshakes, before its walk began).
+  const found = process.platform === 'linux' ? await walkSourceWithFind(root, options) : undefined
+  if (found) return hashedAside(root, found)
   let worker: Worker
   try {
     worker = new Worker(new URL('./walk-worker.js', import.meta.url), {workerData: {root, options}})
@@ -95,8 +109,7 @@ export async function walkAside(root: string, options: Pick<ScanOptions, 'exclud
     })
   const fail = (message: Message | undefined): never => {
     void worker.terminate()
-    if (message?.type === 'error') throw new MirrorError(message.error.code, message.error.message, {path: message.error.path, suggestion: message.error.suggestion})
-    throw new MirrorError('INTERNAL', 'the source walk stopped without an answer')
+    throw errorOf(message)
   }
   let first: Message | undefined
   try {
@@ -108,31 +121,93 @@ export async function walkAside(root: string, options: Pick<ScanOptions, 'exclud
   if (first?.type !== 'summary') return fail(first)
   const summary = first
   let asked = false
+  const scan = scanOnce(async (request) => {
+    asked = true
+    const answer = next()
+    if (summary.count > HASH_ASIDE_MAX_FILES) {
+      worker.postMessage('files')
+      const message = await answer
+      if (message?.type !== 'files') return fail(message)
+      return hashSource({files: message.files, warnings: summary.warnings, print: summary.print}, {...request, root})
+    }
+    worker.postMessage(request)
+    const message = await answer
+    if (message?.type !== 'scanned') return fail(message)
+    // The worker saves the hash cache after answering, then ends: the process waits for it.
+    worker.ref()
+    return {...message.result, entries: unpackEntries(message.result.entries)}
+  })
   return {
     print: summary.print,
     count: summary.count,
     warnings: summary.warnings,
-    async scan(request: ScanRequest) {
-      if (asked) throw new MirrorError('INTERNAL', 'the walked tree was already handed over')
-      asked = true
-      const answer = next()
-      if (summary.count > HASH_ASIDE_MAX_FILES) {
-        worker.postMessage('files')
-        const message = await answer
-        if (message?.type !== 'files') return fail(message)
-        return hashSource({files: message.files, warnings: summary.warnings, print: summary.print}, {...request, root})
-      }
-      worker.postMessage(request)
-      const message = await answer
-      if (message?.type !== 'scanned') return fail(message)
-      // The worker saves the hash cache after answering, then ends: the process waits for it.
-      worker.ref()
-      return {...message.result, entries: unpackEntries(message.result.entries)}
+    scan,
+    prefetch(request) {
+      if (summary.count <= HASH_ASIDE_MAX_FILES) scan(request).catch(() => {})
     },
     close() {
       if (!asked) void worker.terminate()
     },
   }
+}
+
+/** A tree walked on this thread, hashed on a worker thread of its own (up to HASH_ASIDE_MAX_FILES). */
+function hashedAside(root: string, walked: SourceTree): WalkedTree {
+  const aside = walked.files.length <= HASH_ASIDE_MAX_FILES
+  let kept: SourceTree | undefined = walked
+  const scan = scanOnce((request) => {
+    const tree = kept!
+    kept = undefined
+    return aside ? hashInWorker(root, tree, request) : hashSource(tree, {...request, root})
+  })
+  return {
+    print: walked.print,
+    count: walked.files.length,
+    warnings: walked.warnings,
+    scan,
+    prefetch(request) {
+      if (aside) scan(request).catch(() => {})
+    },
+    close() {
+      kept = undefined
+    },
+  }
+}
+
+function hashInWorker(root: string, tree: SourceTree, request: ScanRequest): Promise<ScanResult> {
+  const files = packFiles(tree.files, root)
+  let worker: Worker
+  try {
+    worker = new Worker(new URL('./walk-worker.js', import.meta.url), {workerData: {root, files, request}, transferList: [files.numbers.buffer as ArrayBuffer]})
+  } catch {
+    return hashSource(tree, {...request, root})
+  }
+  // Referenced until it ends: it saves the hash cache after answering, and the process waits.
+  return new Promise<ScanResult>((resolve, reject) => {
+    worker.once('message', (message: Message) => {
+      if (message.type === 'scanned') resolve({...message.result, warnings: tree.warnings, entries: unpackEntries(message.result.entries)})
+      else reject(errorOf(message))
+    })
+    // A thread that cannot run here (not a hashing that failed): the same hashing, on this thread.
+    worker.once('error', () => resolve(hashSource(tree, {...request, root})))
+    worker.once('exit', () => reject(errorOf(undefined)))
+  })
+}
+
+/** scan() made once: asked again with the same request (after a prefetch), the same answer. */
+function scanOnce(start: (request: ScanRequest) => Promise<ScanResult>): (request: ScanRequest) => Promise<ScanResult> {
+  let made: {key: string; result: Promise<ScanResult>} | undefined
+  return (request) => {
+    const key = JSON.stringify([request.cacheFile ?? null, request.only ?? null])
+    if (made && made.key !== key) return Promise.reject(new MirrorError('INTERNAL', 'the walked tree was already handed over'))
+    made ??= {key, result: start(request)}
+    return made.result
+  }
+}
+
+function errorOf(message: Message | undefined): MirrorError {
+  if (message?.type === 'error') return new MirrorError(message.error.code, message.error.message, {path: message.error.path, suggestion: message.error.suggestion})
+  return new MirrorError('INTERNAL', 'the source walk stopped without an answer')
 }
 
 function inline(root: string, walked: SourceTree): WalkedTree {
@@ -141,12 +216,12 @@ function inline(root: string, walked: SourceTree): WalkedTree {
     print: walked.print,
     count: walked.files.length,
     warnings: walked.warnings,
-    async scan(request: ScanRequest) {
-      if (!kept) throw new MirrorError('INTERNAL', 'the walked tree was already handed over')
-      const tree = kept
+    scan: scanOnce((request) => {
+      const tree = kept!
       kept = undefined
       return hashSource(tree, {...request, root})
-    },
+    }),
+    prefetch() {},
     close() {},
   }
 }

@@ -3,7 +3,9 @@ import {join} from 'node:path'
 
 import t from 'tap'
 
-import {packEntries, scanSource, unpackEntries, walkSource} from '../../../src/sync/scan.js'
+import {execFileSync} from 'node:child_process'
+
+import {packEntries, packFiles, scanSource, unpackEntries, unpackFiles, walkSource, walkSourceWithFind, type Lister} from '../../../src/sync/scan.js'
 import {tempDir, writeTree} from '../../helpers/site.js'
 
 t.test('scan hashes files, honours exclude, and caches hashes by size and mtime', async (t) => {
@@ -83,12 +85,12 @@ t.test('entries packed to cross threads come back the same: odd names, links, si
   t.same(unpackEntries(packEntries([], dir)), [], 'no entries')
 })
 
-t.test('the tree\'s print (what a quick noop trusts) changes with any change a publish must see, and only then', async (t) => {
+for (const lister of ['find', 'node'] as Lister[]) t.test(`the tree's print (what a quick noop trusts) changes with any change a publish must see, and only then (${lister})`, async (t) => {
   const dir = tempDir()
   const src = join(dir, 'src')
   await writeTree(src, {'a.html': 'abc', 'sub/b.css': 'x', 'real.txt': 'one', 'other.txt': 'two'})
   await fs.symlink('real.txt', join(src, 'alias.txt'))
-  const print = async () => (await walkSource(src, {exclude: []})).print
+  const print = async () => (await walkSource(src, {exclude: [], lister})).print
   const seen = new Set([await print()])
   t.equal(await print(), [...seen][0], 'an untouched tree prints the same')
   const changes: Array<[string, () => Promise<unknown>]> = [
@@ -110,4 +112,53 @@ t.test('the tree\'s print (what a quick noop trusts) changes with any change a p
     seen.add(now)
     t.equal(await print(), now, `${what}: stable once made`)
   }
+})
+
+t.test('GNU find and Node\'s own walk find the same tree: files, numbers, warnings and print', async (t) => {
+  const dir = tempDir()
+  const outside = tempDir()
+  const src = join(dir, 'src')
+  await writeTree(src, {
+    'index.html': 'home',
+    'with space/and\nnewline.html': 'n',
+    'deep/a/b/c/d.css': 'deep',
+    'cache/big.bin': 'excluded dir',
+    'notes.swp': 'excluded file',
+    'sub/keep.swp.txt': 'kept',
+    'ünïcode/日本.txt': 'u',
+    'real.txt': 'r',
+    'empty/.keep': '',
+  })
+  await fs.mkdir(join(src, 'empty-dir'))
+  await fs.chmod(join(src, 'index.html'), 0o640)
+  await fs.chmod(join(src, 'real.txt'), 0o4755)
+  await fs.writeFile(join(outside, 'secret'), 's')
+  await fs.symlink('real.txt', join(src, 'alias.txt'))
+  await fs.symlink(join(outside, 'secret'), join(src, 'escape.txt'))
+  await fs.symlink('/nonexistent', join(src, 'dangling'))
+  await fs.symlink('deep', join(src, 'dir-link'))
+  execFileSync('mkfifo', [join(src, 'pipe')])
+  // A name that is not UTF-8 (Node cannot name it again to read it).
+  await fs.writeFile(Buffer.concat([Buffer.from(`${src}/bad-`), Buffer.from([0xff, 0xfe]), Buffer.from('.html')]), 'x')
+  const options = {exclude: ['cache/**', '**/*.swp']}
+  const byFind = await walkSourceWithFind(src, options)
+  if (!byFind) throw new Error('GNU find gave no listing: this test needs it (findutils)')
+  const byNode = await walkSource(src, {...options, lister: 'node'})
+  const sorted = <T extends {path: string}>(list: readonly T[]) => [...list].sort((a, b) => (a.path < b.path ? -1 : 1))
+  t.same(byFind.files, byNode.files, 'the same files with the same size, mtime, inode, mode and source')
+  t.same(sorted(byFind.warnings), sorted(byNode.warnings), 'the same warnings')
+  t.equal(byFind.print, byNode.print, 'the same print')
+  t.same(
+    byFind.files.map((f) => f.path),
+    ['alias.txt', 'deep/a/b/c/d.css', 'empty/.keep', 'index.html', 'real.txt', 'sub/keep.swp.txt', 'with space/and\nnewline.html', 'ünïcode/日本.txt'],
+    'excludes applied, links into the tree kept',
+  )
+  t.same(
+    sorted(byFind.warnings).map((w) => w.path),
+    ['bad-\uFFFD\uFFFD.html', 'dangling', 'dir-link', 'escape.txt', 'pipe'],
+    'a bad name, links out of the tree or to nothing or to a directory, a fifo: each named',
+  )
+  t.equal(byFind.files.find((f) => f.path === 'real.txt')?.mode, 0o104755, 'setuid bit and file type kept in the mode')
+  const crossed = unpackFiles(structuredClone(packFiles(byFind.files, src)))
+  t.same(crossed, byFind.files, 'files packed for the hashing thread come back the same')
 })
