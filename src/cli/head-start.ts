@@ -42,7 +42,17 @@ export async function startHeadStart(command: string, argv: readonly string[]): 
   const started = await pending
   // A target is created (its module loaded) just before it connects.
   await Promise.all([...(started?.opening.values() ?? [])].map(({target}) => target.catch(() => {})))
+  // What answers a clean noop loads while the tree is listed and the handshakes go on.
+  if (started && command === 'publish' && readPlainPublish(argv)) {
+    answering = loadAnswer()
+    answering.catch(() => {})
+  }
 }
+
+let answering: ReturnType<typeof loadAnswer> | undefined
+
+const loadAnswer = () =>
+  Promise.all([import('../sync/clean-noop.js'), import('../ui/progress.js'), import('./publish-exit.js'), import('../ui/publish-output.js')])
 
 /**
  * The walk and the connections for a publish of `config` to `targets`: the head start when it
@@ -69,7 +79,7 @@ export async function answerCleanNoop(command: string, argv: readonly string[]):
   const flags = command === 'publish' ? readPlainPublish(argv) : undefined
   const started = flags && (await pending)
   if (!flags || !started) return false
-  const [{cleanNoop}, {createProgress}] = await Promise.all([import('../sync/clean-noop.js'), import('../ui/progress.js')])
+  const [{cleanNoop}, {createProgress}, {publishExitCode}, {showPublishResult}] = await (answering ?? loadAnswer())
   const progress = createProgress(!flags.json)
   let result
   try {
@@ -83,7 +93,6 @@ export async function answerCleanNoop(command: string, argv: readonly string[]):
   progress.done()
   if (!result) return false
   pending = undefined
-  const [{publishExitCode}, {showPublishResult}] = await Promise.all([import('./publish-exit.js'), import('../ui/publish-output.js')])
   process.exitCode = publishExitCode(result)
   await showPublishResult(result, process.exitCode === 0, flags)
   return true

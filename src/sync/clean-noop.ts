@@ -11,7 +11,7 @@ import type {TargetConfig} from '../config/schema.js'
 import type {Target} from '../targets/target.js'
 import type {PublishEvent} from './events.js'
 import {emptyReport} from './executor.js'
-import {heldSource} from './manifest-cache.js'
+import {heldSource, type HeldSource} from './manifest-cache.js'
 import {selectTargets, type OpeningTargets} from './opening.js'
 import {countActions, type TargetPlan} from './plan.js'
 import type {PublishOptions, PublishResult, TargetOutcome} from './publish.js'
@@ -30,11 +30,13 @@ export async function cleanNoop(
   started = Date.now(),
 ): Promise<PublishResult | undefined> {
   const held = await allHeld(selectTargets(config, options.targets), early, options.openTargets, join(config.stateDir, 'targets'), routedPrint(config, walked.print))
-  if (!held) return undefined
+  if (!held?.length) return undefined
   const emit = options.onEvent ?? (() => {})
   walked.close()
-  emit({type: 'scan-done', files: walked.count, hashed: 0, durationMs: Date.now() - started})
-  return {source: config.source, files: walked.count, hashed: 0, warnings: walked.warnings, dryRun: Boolean(options.dryRun), targets: await heldOutcomes(held, options, emit)}
+  // The same print: the same files and warnings as the scan that recorded it.
+  const {files, warnings} = held[0].source
+  emit({type: 'scan-done', files, hashed: 0, durationMs: Date.now() - started})
+  return {source: config.source, files, hashed: 0, warnings, dryRun: Boolean(options.dryRun), targets: await heldOutcomes(held, options, emit)}
 }
 
 /** The walk's print with what decides where its files go: a change of either changes it. */
@@ -48,7 +50,7 @@ export function upToDatePlan(target: Target, unchanged: number, protectedPaths: 
   return {target: target.name, url: target.url, actions: [], unchanged, protected: protectedPaths, bytes: 0, counts: countActions([]), verified: false}
 }
 
-type Held = Array<{target: Target; reused: boolean; plan: TargetPlan; generation: number}>
+type Held = Array<{target: Target; reused: boolean; plan: TargetPlan; generation: number; source: HeldSource}>
 
 /**
  * Every target is known to hold what a walk with this print publishes, and its manifest is
@@ -63,7 +65,8 @@ async function allHeld(
   print: string,
 ): Promise<Held | undefined> {
   const records = await Promise.all(selected.map((t) => heldSource(t, cacheDir)))
-  if (records.some((r) => r?.print !== print)) return undefined
+  // A record from before the scan's file count was kept cannot answer: the usual way then.
+  if (records.some((r) => r?.print !== print || r.files === undefined)) return undefined
   const held = await Promise.all(
     selected.map(async (targetConfig, i) => {
       const record = records[i]!
@@ -76,7 +79,7 @@ async function allHeld(
         const remote = await target.statState('manifest.json')
         if (remote?.size !== record.size || remote.mtimeMs !== record.mtimeMs) return undefined
         const plan = upToDatePlan(target, record.unchanged, record.protected)
-        return {target, reused: Boolean(reused), plan, generation: record.generation}
+        return {target, reused: Boolean(reused), plan, generation: record.generation, source: record}
       } catch {
         // Unreachable, or anything else: the usual way meets it and reports it.
         return undefined

@@ -34,16 +34,43 @@ const FORMAT = '%y %i %s %m %T@ %P\\0'
 
 const S_IFREG = 0o100000
 
-/**
- * Every entry under `root` (not the root itself), or undefined when GNU find is missing, fails
- * on any entry, or prints anything this does not read for sure.
- */
-export async function listWithFind(root: string): Promise<ListedEntry[] | undefined> {
-  const output = await runFind(root)
-  return output === undefined ? undefined : parseListing(output)
+/** find's answer as it printed it, before any record is read into objects. */
+export interface FindListing {
+  /** The records, in find's order: a directory before its content. */
+  output: Buffer
+  /** How many entries (files, directories and the rest). */
+  count: number
+  /** The paths of the symlinks among them. */
+  links: string[]
 }
 
-function runFind(root: string): Promise<Buffer | undefined> {
+/**
+ * Every entry under `root` (not the root itself, nor anything under the directories `prune`
+ * names, relative to the root), or undefined when GNU find is missing or fails on any entry.
+ */
+export async function listWithFind(root: string, prune: readonly string[] = []): Promise<FindListing | undefined> {
+  const output = await runFind(root, prune)
+  if (output === undefined) return undefined
+  // Only the symlinks are read now (to resolve them); every record is read when the files are.
+  let count = 0
+  const links: string[] = []
+  for (let at = 0; at < output.length; count++) {
+    const end = output.indexOf(0, at)
+    if (end === -1) return undefined
+    if (output[at] === LINK) {
+      const record = output.toString('utf8', at, end)
+      const entry = parseRecord(record, 0, record.length)
+      if (!entry) return undefined
+      links.push(entry.path)
+    }
+    at = end + 1
+  }
+  return {output, count, links}
+}
+
+const LINK = 'l'.charCodeAt(0)
+
+function runFind(root: string, prune: readonly string[]): Promise<Buffer | undefined> {
   // find writes to a file, not a pipe: through a pipe it stalls each time the pipe is full and
   // this thread is busy (loading modules, making handshakes), and a 20,000-file listing took
   // four times as long. The file is unlinked at once, so nothing is left behind, whatever happens.
@@ -59,10 +86,13 @@ function runFind(root: string): Promise<Buffer | undefined> {
     // -H: a root that is a symlink to a directory is walked, as Node's readdir of it would.
     // A root starting with "-" would read as an option.
     const start = root.startsWith('-') ? `./${root}` : root
+    // ( -path A -o -path B ) -prune -o -printf: a pruned directory is neither printed nor entered.
+    const pruned = prune.flatMap((dir, i) => [...(i > 0 ? ['-o'] : []), '-path', escapeGlob(`${start.replace(/\/+$/, '')}/${dir}`)])
+    const select = pruned.length > 0 ? ['(', ...pruned, ')', '-prune', '-o'] : []
     let child
     try {
       // C locale: the decimal point of %T@ and no translated messages.
-      child = spawn('find', ['-H', start, '-mindepth', '1', '-printf', FORMAT], {stdio: ['ignore', fd, 'ignore'], env: {...process.env, LC_ALL: 'C'}})
+      child = spawn('find', ['-H', start, '-mindepth', '1', ...select, '-printf', FORMAT], {stdio: ['ignore', fd, 'ignore'], env: {...process.env, LC_ALL: 'C'}})
     } catch {
       resolve(undefined)
       return
@@ -71,6 +101,9 @@ function runFind(root: string): Promise<Buffer | undefined> {
     child.on('close', (code) => resolve(code === 0 ? readWhole(fd) : undefined))
   }).finally(() => closeSync(fd))
 }
+
+/** A path as a -path pattern that matches only itself. */
+const escapeGlob = (path: string) => path.replace(/[*?[\]\\]/g, '\\$&')
 
 function readWhole(fd: number): Buffer | undefined {
   try {

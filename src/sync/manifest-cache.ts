@@ -10,6 +10,7 @@ import type {TargetConfig} from '../config/schema.js'
 import {MirrorError} from '../errors.js'
 import {writeLocalFile} from '../targets/state-bytes.js'
 import type {RemoteStat, StateBytes, Target} from '../targets/target.js'
+import type {ScanWarning} from './scan.js'
 import {applyJournal, fingerprint, JOURNAL, parseManifest, rowsFingerprint, type Manifest, type ManifestRecord, type ParsedFiles, type WrittenManifest} from './manifest.js'
 
 export interface LoadedManifest {
@@ -43,6 +44,9 @@ export interface HeldSource {
   print: string
   unchanged: number
   protected: number
+  /** What the scan of that source found: the clean noop answers with them without a scan. */
+  files: number
+  warnings: ScanWarning[]
 }
 
 function copyName(config: TargetConfig): string {

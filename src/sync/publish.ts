@@ -227,7 +227,7 @@ export async function publish(config: Config, options: PublishOptions = {}): Pro
           const current = held?.fingerprint
           const published = held?.published ?? 0
           // From now on this walk of the source means "up to date" for this target, until either changes.
-          const remember = () => recordHeldSource(targetConfig, cacheDir, current!, {print: print!, unchanged: published, protected: entries.size - published}).catch(() => {})
+          const remember = () => recordHeldSource(targetConfig, cacheDir, current!, {print: print!, unchanged: published, protected: entries.size - published, files: scan.entries.length, warnings: scan.warnings}).catch(() => {})
           // The clean noop: the slave's manifest is still the one this master wrote, and it
           // holds exactly these entries. Nothing to plan, nothing to lock.
           if (current && !scope) {

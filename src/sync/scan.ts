@@ -10,7 +10,7 @@ import {isAbsolute, join, relative, sep} from 'node:path'
 
 import {MirrorError} from '../errors.js'
 import {updateLines} from '../util/digest.js'
-import {listWithFind, type ListedEntry} from './find-listing.js'
+import {listWithFind, parseListing, type FindListing, type ListedEntry} from './find-listing.js'
 import {compileGlobs, type Matcher} from './globs.js'
 import {readHashCache, writeHashCache, type CacheRow} from './hash-cache.js'
 
@@ -102,43 +102,6 @@ export function unpackEntries(packed: PackedEntries): SourceEntry[] {
   return paths.map((path, i) => new ScannedEntry(path, rootSlash, links.get(i), numbers[i * 3], numbers[i * 3 + 1], numbers[i * 3 + 2], hashes[i]))
 }
 
-/** A walk's files packed to cross to the hashing thread, as PackedEntries are (inodes for hashes). */
-export interface PackedFiles {
-  rootSlash: string
-  /** Paths joined by NUL. */
-  paths: string
-  /** size, mtimeMs, ino and mode of each file in turn. */
-  numbers: Float64Array
-  /** Files whose bytes are elsewhere (in-tree symlinks): index and the file it points to. */
-  links: Array<[index: number, abs: string]>
-}
-
-export function packFiles(files: readonly SourceFile[], root: string): PackedFiles {
-  const rootSlash = withSlash(root)
-  const numbers = new Float64Array(files.length * 4)
-  const links: Array<[number, string]> = []
-  files.forEach((file, i) => {
-    numbers.set([file.size, file.mtimeMs, file.ino, file.mode], i * 4)
-    const link = linkOf(rootSlash, file.path, file.abs)
-    if (link !== undefined) links.push([i, link])
-  })
-  return {rootSlash, paths: files.map((f) => f.path).join('\0'), numbers, links}
-}
-
-export function unpackFiles(packed: PackedFiles): SourceFile[] {
-  if (packed.numbers.length === 0) return []
-  const links = new Map(packed.links)
-  const {numbers, rootSlash} = packed
-  return packed.paths.split('\0').map((path, i) => ({
-    path,
-    abs: links.get(i) ?? `${rootSlash}${path}`,
-    size: numbers[i * 4],
-    mtimeMs: numbers[i * 4 + 1],
-    ino: numbers[i * 4 + 2],
-    mode: numbers[i * 4 + 3],
-  }))
-}
-
 export interface ScanWarning {
   path: string
   message: string
@@ -210,24 +173,61 @@ export async function scanSource(root: string, options: ScanOptions): Promise<Sc
 
 /** Lists the source's files (symlinks resolved, excludes applied); reads no content. */
 export async function walkSource(root: string, options: Pick<ScanOptions, 'exclude' | 'only' | 'lister'>): Promise<SourceTree> {
-  return (await walkWith(root, options, options.only ? 'node' : (options.lister ?? DEFAULT_LISTER), true))!
+  await checkRoot(root)
+  const lister = options.only ? 'node' : (options.lister ?? DEFAULT_LISTER)
+  return collectSource(root, options, lister === 'find' ? await listWithFind(root) : undefined)
 }
 
 /**
- * walkSource by GNU find alone: undefined when find is not there or cannot answer (the caller
- * then walks with Node where it sees fit: on a thread of its own, say).
+ * A tree listed by GNU find, before its records are read: the print now, the files when asked
+ * (collectSource). Reading 20,000 records into files took a core 0.1 s, which a noop never needs.
  */
-export function walkSourceWithFind(root: string, options: Pick<ScanOptions, 'exclude'>): Promise<SourceTree | undefined> {
-  return walkWith(root, options, 'find', false)
+export interface ListedSource {
+  /**
+   * The digest of find's answer as it stands, and of where each symlink leads. It changes with
+   * anything the files would show, and also with what an exclude pattern drops (excluded
+   * directories given as `dir/**` are not listed at all): that costs a slower publish, never a
+   * wrong one.
+   */
+  print: string
+  /** Entries listed, directories and the rest too: at least the number of files. */
+  count: number
+  listing: FindListing
 }
 
-async function walkWith(root: string, options: Pick<ScanOptions, 'exclude' | 'only'>, lister: Lister, orNode: boolean): Promise<SourceTree | undefined> {
+/** The source listed by GNU find; undefined when find cannot answer. */
+export async function listSource(root: string, options: Pick<ScanOptions, 'exclude'>): Promise<ListedSource | undefined> {
+  await checkRoot(root)
+  const listing = await listWithFind(root, prunedDirs(options.exclude))
+  if (!listing) return undefined
+  const realRoot = await fs.realpath(root)
+  const print = createHash('sha256').update('find\n').update(listing.output)
+  for (const path of listing.links) {
+    const resolved = await resolveInTree(realRoot, join(root, path))
+    print.update(typeof resolved === 'string' ? `${path}\0${resolved}\n` : `${path}\0${resolved.abs}\0${resolved.stats.size}\0${resolved.stats.mtimeMs}\0${resolved.stats.ino}\0${resolved.stats.mode}\n`)
+  }
+  return {print: print.digest('hex'), count: listing.count, listing}
+}
+
+/** Exclude patterns that name a whole directory (`cache/**`): find need not list what is in them. */
+function prunedDirs(exclude: readonly string[]): string[] {
+  return exclude.filter((g) => /^[^*?[\]{}()!+@\\]+\/\*\*$/.test(g) && !g.startsWith('/') && !g.split('/').includes('..')).map((g) => g.slice(0, -3))
+}
+
+async function checkRoot(root: string): Promise<void> {
   const rootStat = await fs.stat(root).catch(() => null)
   if (!rootStat?.isDirectory()) {
     throw new MirrorError('USAGE', `source ${root} does not exist or is not a directory`, {
       suggestion: 'Check "source" in the config (relative paths are relative to the config file), or run `mirror render` first.',
     })
   }
+}
+
+/**
+ * The source's files by the walk's rules, from find's listing when there is one that reads
+ * cleanly, else by Node's own walk (or from the `only` paths alone).
+ */
+export async function collectSource(root: string, options: Pick<ScanOptions, 'exclude' | 'only'>, listing?: FindListing): Promise<SourceTree> {
   const realRoot = await fs.realpath(root)
   const warnings: ScanWarning[] = []
   const excluded = compileGlobs(options.exclude)
@@ -242,6 +242,7 @@ async function walkWith(root: string, options: Pick<ScanOptions, 'exclude' | 'on
     else if (entry.type !== 'd') warnings.push({path, message: 'skipped: not a regular file'})
   }
   const rules = {excluded, found, warnings}
+  const entries = listing && !options.only ? parseListing(listing.output) : undefined
   if (options.only) {
     await Promise.all(
       options.only.map(async (path) => {
@@ -249,11 +250,10 @@ async function walkWith(root: string, options: Pick<ScanOptions, 'exclude' | 'on
         if (stats && !excluded(path)) found(path, listed(stats))
       }),
     )
+  } else if (entries) {
+    applyRules(entries, rules)
   } else {
-    const listing = lister === 'find' ? await listWithFind(root) : undefined
-    if (listing) applyRules(listing, rules)
-    else if (orNode) await walk(root, rules)
-    else return undefined
+    await walk(root, rules)
   }
   for (const path of links) {
     const resolved = await resolveInTree(realRoot, join(root, path))

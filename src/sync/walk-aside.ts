@@ -12,7 +12,7 @@ import {Worker} from 'node:worker_threads'
 import type {Config} from '../config/load.js'
 
 import {MirrorError, type ErrorCode} from '../errors.js'
-import {hashSource, packFiles, unpackEntries, walkSource, walkSourceWithFind, type HashOptions, type PackedEntries, type ScanOptions, type ScanResult, type ScanWarning, type SourceFile, type SourceTree} from './scan.js'
+import {collectSource, hashSource, listSource, unpackEntries, walkSource, type HashOptions, type ListedSource, type PackedEntries, type ScanOptions, type ScanResult, type ScanWarning, type SourceFile, type SourceTree} from './scan.js'
 
 /** What the caller decides of the hashing; where the files are is the walk's. */
 export type ScanRequest = Pick<HashOptions, 'cacheFile' | 'only'>
@@ -25,9 +25,10 @@ export type ScanRequest = Pick<HashOptions, 'cacheFile' | 'only'>
 const HASH_ASIDE_MAX_FILES = 50_000
 
 export interface WalkedTree {
+  /** Changes whenever the files would (see SourceTree.print, ListedSource.print). */
   print: string
+  /** How many files, or more (a listing counts directories too): for decisions about memory. */
   count: number
-  warnings: ScanWarning[]
   /**
    * The tree's files with their hashes (see hashSource), handed over once: asked again with the
    * same request (after a prefetch), the same answer.
@@ -71,8 +72,8 @@ export async function walkAside(root: string, options: Pick<ScanOptions, 'exclud
   if (options.only || !import.meta.url.endsWith('.js')) return inline(root, await walkSource(root, options))
   // find does the stats in its own process: no thread to start before the print is known (a
   // worker took 0.1 to 0.2 s to start, beside the handshakes, before its walk began).
-  const found = process.platform === 'linux' ? await walkSourceWithFind(root, options) : undefined
-  if (found) return hashedAside(root, found)
+  const listed = process.platform === 'linux' ? await listSource(root, options) : undefined
+  if (listed) return listedAside(root, options, listed)
   let worker: Worker
   try {
     worker = new Worker(new URL('./walk-worker.js', import.meta.url), {workerData: {root, options}})
@@ -140,7 +141,6 @@ export async function walkAside(root: string, options: Pick<ScanOptions, 'exclud
   return {
     print: summary.print,
     count: summary.count,
-    warnings: summary.warnings,
     scan,
     prefetch(request) {
       if (summary.count <= HASH_ASIDE_MAX_FILES) scan(request).catch(() => {})
@@ -151,45 +151,39 @@ export async function walkAside(root: string, options: Pick<ScanOptions, 'exclud
   }
 }
 
-/** A tree walked on this thread, hashed on a worker thread of its own (up to HASH_ASIDE_MAX_FILES). */
-function hashedAside(root: string, walked: SourceTree): WalkedTree {
-  const aside = walked.files.length <= HASH_ASIDE_MAX_FILES
-  let kept: SourceTree | undefined = walked
-  const scan = scanOnce((request) => {
-    const tree = kept!
-    kept = undefined
-    return aside ? hashInWorker(root, tree, request) : hashSource(tree, {...request, root})
-  })
+/**
+ * A tree listed by find on this thread: its files are read from the listing and hashed on a
+ * worker thread of its own (on this thread beyond HASH_ASIDE_MAX_FILES).
+ */
+function listedAside(root: string, options: Pick<ScanOptions, 'exclude'>, listed: ListedSource): WalkedTree {
+  const aside = listed.count <= HASH_ASIDE_MAX_FILES
+  const scan = scanOnce(async (request) => (aside ? hashInWorker(root, options, listed, request) : hashSource(await collectSource(root, options, listed.listing), {...request, root})))
   return {
-    print: walked.print,
-    count: walked.files.length,
-    warnings: walked.warnings,
+    print: listed.print,
+    count: listed.count,
     scan,
     prefetch(request) {
       if (aside) scan(request).catch(() => {})
     },
-    close() {
-      kept = undefined
-    },
+    close() {},
   }
 }
 
-function hashInWorker(root: string, tree: SourceTree, request: ScanRequest): Promise<ScanResult> {
-  const files = packFiles(tree.files, root)
+function hashInWorker(root: string, options: Pick<ScanOptions, 'exclude'>, listed: ListedSource, request: ScanRequest): Promise<ScanResult> {
   let worker: Worker
   try {
-    worker = new Worker(new URL('./walk-worker.js', import.meta.url), {workerData: {root, files, request}, transferList: [files.numbers.buffer as ArrayBuffer]})
+    worker = new Worker(new URL('./walk-worker.js', import.meta.url), {workerData: {root, options: {exclude: options.exclude}, listing: listed.listing, request}})
   } catch {
-    return hashSource(tree, {...request, root})
+    return collectSource(root, options, listed.listing).then((tree) => hashSource(tree, {...request, root}))
   }
   // Referenced until it ends: it saves the hash cache after answering, and the process waits.
   return new Promise<ScanResult>((resolve, reject) => {
     worker.once('message', (message: Message) => {
-      if (message.type === 'scanned') resolve({...message.result, warnings: tree.warnings, entries: unpackEntries(message.result.entries)})
+      if (message.type === 'scanned') resolve({...message.result, entries: unpackEntries(message.result.entries)})
       else reject(errorOf(message))
     })
-    // A thread that cannot run here (not a hashing that failed): the same hashing, on this thread.
-    worker.once('error', () => resolve(hashSource(tree, {...request, root})))
+    // A thread that cannot run here (not a hashing that failed): the same work, on this thread.
+    worker.once('error', () => resolve(collectSource(root, options, listed.listing).then((tree) => hashSource(tree, {...request, root}))))
     worker.once('exit', () => reject(errorOf(undefined)))
   })
 }
@@ -215,7 +209,6 @@ function inline(root: string, walked: SourceTree): WalkedTree {
   return {
     print: walked.print,
     count: walked.files.length,
-    warnings: walked.warnings,
     scan: scanOnce((request) => {
       const tree = kept!
       kept = undefined

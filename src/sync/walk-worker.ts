@@ -1,16 +1,17 @@
 // The worker side of walk-aside.ts. Either it walks the source itself, sends the tree's summary,
 // then, when asked, hashes the files (hashSource) and sends the entries, or sends the file list
-// itself; or it is handed a tree walked already (by find, on the calling thread) with the
-// request, and hashes it straight away.
+// itself; or it is handed find's listing (made on the calling thread) with the request, reads
+// it into files and hashes them straight away.
 
 import {parentPort, workerData} from 'node:worker_threads'
 
 import {toMirrorError} from '../errors.js'
-import {hashSourceFirst, packEntries, unpackFiles, walkSource, type PackedFiles, type ScanOptions, type SourceTree} from './scan.js'
+import type {FindListing} from './find-listing.js'
+import {collectSource, hashSourceFirst, packEntries, walkSource, type ScanOptions, type SourceTree} from './scan.js'
 import type {ScanRequest} from './walk-aside.js'
 
 const port = parentPort!
-const {root, options, files, request} = workerData as {root: string; options?: Pick<ScanOptions, 'exclude' | 'only'>; files?: PackedFiles; request?: ScanRequest}
+const {root, options, listing, request} = workerData as {root: string; options: Pick<ScanOptions, 'exclude' | 'only'>; listing?: FindListing; request?: ScanRequest}
 
 /** Sends the hashed entries, then saves the hash cache and lets the thread end. */
 function hash(tree: SourceTree, request: ScanRequest): void {
@@ -28,11 +29,19 @@ function hash(tree: SourceTree, request: ScanRequest): void {
     .finally(() => port.close())
 }
 
-if (files && request) {
-  hash({files: unpackFiles(files), warnings: [], print: ''}, request)
+if (listing && request) {
+  // The listing crossed as a plain Uint8Array.
+  const output = Buffer.from(listing.output.buffer, listing.output.byteOffset, listing.output.length)
+  collectSource(root, options, {...listing, output}).then(
+    (tree) => hash(tree, request),
+    (error: unknown) => {
+      port.postMessage({type: 'error', error: toMirrorError(error).toJSON()})
+      port.close()
+    },
+  )
 } else {
   try {
-    const tree = await walkSource(root, {...options!, lister: 'node'})
+    const tree = await walkSource(root, {...options, lister: 'node'})
     port.postMessage({type: 'summary', print: tree.print, count: tree.files.length, warnings: tree.warnings})
     port.once('message', (asked: ScanRequest | 'files') => {
       if (asked === 'files') {

@@ -330,19 +330,21 @@ export async function countFiles(root: string): Promise<number> {
  * sftp-server may still carry out requests it had read before its connection went.
  */
 export async function settledCount(root: string): Promise<number> {
-  let count = -1
+  let last = ''
   await until(
     `${root} to settle`,
     async () => {
-      const now = await countFiles(root)
-      const same = now === count
-      count = now
+      // Every name, temporary ones too: a tar still unpacking, or renames out of its directory.
+      const entries = await fs.readdir(root, {recursive: true}).catch(() => [])
+      const now = entries.sort().join('\0')
+      const same = now === last
+      last = now
       return same
     },
     10_000,
     300,
   )
-  return count
+  return countFiles(root)
 }
 
 /** Polls until `check` is true; throws after `timeoutMs`. */

@@ -13,9 +13,13 @@ t.test('find\'s records read back as the numbers Node\'s lstat gives', async (t)
   const dir = tempDir()
   await writeTree(dir, {'a.html': 'abc', 'sub dir/b\nc.css': 'xy'})
   await fs.chmod(join(dir, 'a.html'), 0o600)
-  const listing = await listWithFind(dir)
-  if (!listing) throw new Error('GNU find gave no listing: this test needs it (findutils)')
-  t.same(listing.map((e) => e.path).sort(), ['a.html', 'sub dir', 'sub dir/b\nc.css'])
+  await fs.symlink('a.html', join(dir, 'link'))
+  const found = await listWithFind(dir)
+  if (!found) throw new Error('GNU find gave no listing: this test needs it (findutils)')
+  t.same(found.links, ['link'], 'the symlinks are named at once')
+  t.equal(found.count, 4, 'every entry counted')
+  const listing = parseListing(found.output)!
+  t.same(listing.map((e) => e.path).sort(), ['a.html', 'link', 'sub dir', 'sub dir/b\nc.css'])
   for (const entry of listing.filter((e) => e.type === 'f')) {
     const stats = lstatSync(join(dir, entry.path))
     t.same({ino: entry.ino, size: entry.size, mode: entry.mode, mtimeMs: entry.mtimeMs}, {ino: stats.ino, size: stats.size, mode: stats.mode, mtimeMs: stats.mtimeMs}, entry.path)
@@ -39,4 +43,11 @@ t.test('a listing is read exactly, or not at all', async (t) => {
     t.equal(parseListing(records(bad)), undefined, what)
   }
   t.equal(parseListing(Buffer.from('f 1 1 644 1.0 x')), undefined, 'a last record without its NUL')
+})
+
+t.test('a pruned directory is not listed, whatever its name holds', async (t) => {
+  const dir = tempDir()
+  await writeTree(dir, {'a.html': 'a', 'cache/x': 'x', 'c[a]che*/y': 'y', 'cache2/z': 'z'})
+  const found = await listWithFind(dir, ['cache', 'c[a]che*'])
+  t.same(parseListing(found!.output)!.map((e) => e.path).sort(), ['a.html', 'cache2', 'cache2/z'], 'glob characters in a name are only characters')
 })
