@@ -12,6 +12,7 @@ import {Worker} from 'node:worker_threads'
 import type {Config} from '../config/load.js'
 
 import {MirrorError, type ErrorCode} from '../errors.js'
+import type {FindListing} from './find-listing.js'
 import {collectSource, hashSource, listSource, unpackEntries, walkSource, type HashOptions, type ListedSource, type PackedEntries, type ScanOptions, type ScanResult, type ScanWarning, type SourceFile, type SourceTree} from './scan.js'
 
 /** What the caller decides of the hashing; where the files are is the walk's. */
@@ -157,7 +158,13 @@ export async function walkAside(root: string, options: Pick<ScanOptions, 'exclud
  */
 function listedAside(root: string, options: Pick<ScanOptions, 'exclude'>, listed: ListedSource): WalkedTree {
   const aside = listed.count <= HASH_ASIDE_MAX_FILES
-  const scan = scanOnce(async (request) => (aside ? hashInWorker(root, options, listed, request) : hashSource(await collectSource(root, options, listed.listing), {...request, root})))
+  // Let go of once read: 100,000 files make a 7 MB listing.
+  let kept: FindListing | undefined = listed.listing
+  const scan = scanOnce(async (request) => {
+    const listing = kept!
+    kept = undefined
+    return aside ? hashInWorker(root, options, listing, request) : hashSource(await collectSource(root, options, listing), {...request, root})
+  })
   return {
     print: listed.print,
     count: listed.count,
@@ -165,16 +172,18 @@ function listedAside(root: string, options: Pick<ScanOptions, 'exclude'>, listed
     prefetch(request) {
       if (aside) scan(request).catch(() => {})
     },
-    close() {},
+    close() {
+      kept = undefined
+    },
   }
 }
 
-function hashInWorker(root: string, options: Pick<ScanOptions, 'exclude'>, listed: ListedSource, request: ScanRequest): Promise<ScanResult> {
+function hashInWorker(root: string, options: Pick<ScanOptions, 'exclude'>, listing: FindListing, request: ScanRequest): Promise<ScanResult> {
   let worker: Worker
   try {
-    worker = new Worker(new URL('./walk-worker.js', import.meta.url), {workerData: {root, options: {exclude: options.exclude}, listing: listed.listing, request}})
+    worker = new Worker(new URL('./walk-worker.js', import.meta.url), {workerData: {root, options: {exclude: options.exclude}, listing, request}})
   } catch {
-    return collectSource(root, options, listed.listing).then((tree) => hashSource(tree, {...request, root}))
+    return collectSource(root, options, listing).then((tree) => hashSource(tree, {...request, root}))
   }
   // Referenced until it ends: it saves the hash cache after answering, and the process waits.
   return new Promise<ScanResult>((resolve, reject) => {
@@ -183,7 +192,7 @@ function hashInWorker(root: string, options: Pick<ScanOptions, 'exclude'>, liste
       else reject(errorOf(message))
     })
     // A thread that cannot run here (not a hashing that failed): the same work, on this thread.
-    worker.once('error', () => resolve(collectSource(root, options, listed.listing).then((tree) => hashSource(tree, {...request, root}))))
+    worker.once('error', () => resolve(collectSource(root, options, listing).then((tree) => hashSource(tree, {...request, root}))))
     worker.once('exit', () => reject(errorOf(undefined)))
   })
 }
