@@ -147,35 +147,24 @@ function parseRecord(text: string, start: number, end: number): ListedEntry | un
   const timeAt = text.indexOf(' ', modeAt) + 1
   const pathAt = text.indexOf(' ', timeAt) + 1
   if (sizeAt === 0 || modeAt === 0 || timeAt === 0 || pathAt === 0 || pathAt > end) return undefined
-  const ino = decimal(text, inoAt, sizeAt - 1)
-  const size = decimal(text, sizeAt, modeAt - 1)
-  const perms = octal(text, modeAt, timeAt - 1)
+  const ino = integer(text, inoAt, sizeAt - 1)
+  const size = integer(text, sizeAt, modeAt - 1)
+  const perms = integer(text, modeAt, timeAt - 1, 8)
   const mtimeMs = timestamp(text, timeAt, pathAt - 1)
   if (ino < 0 || size < 0 || perms < 0 || Number.isNaN(mtimeMs) || pathAt === end) return undefined
   return {path: text.slice(pathAt, end), type, ino, size, mode: type === 'f' ? S_IFREG | perms : perms, mtimeMs}
 }
 
-/** The digits of text[from, to) as a number (-1 if any is not a digit). */
-function decimal(text: string, from: number, to: number): number {
+/** The digits of text[from, to) in `base` as a number (-1 if any is not such a digit). */
+function integer(text: string, from: number, to: number, base: 8 | 10 = 10): number {
   if (from >= to) return -1
   // Past 2^53 a running sum rounds at each step; Number() rounds once, as Node's inode does.
-  if (to - from > 15) return /^\d+$/.test(text.slice(from, to)) ? Number(text.slice(from, to)) : -1
+  if (base === 10 && to - from > 15) return /^\d+$/.test(text.slice(from, to)) ? Number(text.slice(from, to)) : -1
   let value = 0
   for (let i = from; i < to; i++) {
     const digit = text.charCodeAt(i) - 48
-    if (digit < 0 || digit > 9) return -1
-    value = value * 10 + digit
-  }
-  return value
-}
-
-function octal(text: string, from: number, to: number): number {
-  if (from >= to) return -1
-  let value = 0
-  for (let i = from; i < to; i++) {
-    const digit = text.charCodeAt(i) - 48
-    if (digit < 0 || digit > 7) return -1
-    value = value * 8 + digit
+    if (digit < 0 || digit >= base) return -1
+    value = value * base + digit
   }
   return value
 }
@@ -188,10 +177,10 @@ function octal(text: string, from: number, to: number): number {
 function timestamp(text: string, from: number, to: number): number {
   const dot = text.indexOf('.', from)
   if (dot === -1 || dot >= to) return Number.NaN
-  const sec = decimal(text, from, dot)
+  const sec = integer(text, from, dot)
   // Nanoseconds: the first nine fraction digits (GNU find prints ten, the last always 0).
   const digits = Math.min(to - dot - 1, 9)
-  let nsec = digits > 0 ? decimal(text, dot + 1, dot + 1 + digits) : 0
+  let nsec = digits > 0 ? integer(text, dot + 1, dot + 1 + digits) : 0
   if (sec < 0 || nsec < 0) return Number.NaN
   for (let i = digits; i < 9; i++) nsec *= 10
   return sec * 1000 + nsec / 1e6
