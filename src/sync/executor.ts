@@ -15,6 +15,7 @@ import {DELTA_MIN_SIZE, deltaSized, diffBuffers} from './delta.js'
 import type {SourceEntry} from './scan.js'
 import type {SharedReads} from './shared-reads.js'
 import type {SignatureStore} from './signatures.js'
+import {emptyReport, type TargetReport} from './report.js'
 
 export interface ExecuteOptions {
   /** The manifest the plan was made against (what lands is recorded over it and written as it lands). */
@@ -38,26 +39,6 @@ export interface ExecuteOptions {
   streamManifestFrom?: number
   /** Called after each successful manifest write with the bytes written, what they hold and the file's stat on the slave. */
   onManifestWritten?: (data: Buffer | StateBytes, manifest: WrittenManifest, written: RemoteStat) => Promise<void>
-}
-
-export interface TargetReport {
-  target: string
-  url: string
-  ok: boolean
-  /** Files sent (add, update, repair). */
-  sent: number
-  /** Bytes sent: whole files, or only the new bytes of a delta. */
-  bytes: number
-  /** Files rebuilt on the slave from their old blocks plus new bytes. */
-  deltas: number
-  deleted: number
-  adopted: number
-  /** Customizations and conflicts left alone on the slave. */
-  kept: Array<{path: string; reason: string}>
-  failed: Array<{path: string; code: string; message: string}>
-  error?: ReturnType<MirrorError['toJSON']>
-  durationMs: number
-  generation: number
 }
 
 /** A publish still running after this long starts recording on the slave what has landed. */
@@ -95,10 +76,6 @@ const heldBack = (error: unknown): boolean => {
 const isPage = (path: string) => /\.(html?|xhtml|php)$/i.test(path)
 
 /** The report of a target where nothing was done. */
-export function emptyReport(target: Pick<Target, 'name' | 'url'>): TargetReport {
-  return {target: target.name, url: target.url, ok: true, sent: 0, bytes: 0, deltas: 0, deleted: 0, adopted: 0, kept: [], failed: [], durationMs: 0, generation: 0}
-}
-
 export async function executePlan(target: Target, plan: TargetPlan, options: ExecuteOptions): Promise<TargetReport> {
   const started = Date.now()
   const emit = options.onEvent ?? (() => {})

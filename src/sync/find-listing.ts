@@ -58,8 +58,7 @@ export async function listWithFind(root: string, prune: readonly string[] = []):
     const end = output.indexOf(0, at)
     if (end === -1) return undefined
     if (output[at] === LINK) {
-      const record = output.toString('utf8', at, end)
-      const entry = parseRecord(record, 0, record.length)
+      const entry = parseRecord(output, at, end)
       if (!entry) return undefined
       links.push(entry.path)
     }
@@ -123,64 +122,77 @@ function readWhole(fd: number): Buffer | undefined {
 
 /** Reads find's records; undefined at the first one that is not what FORMAT prints. */
 export function parseListing(output: Buffer): ListedEntry[] | undefined {
-  // Names are decoded as UTF-8 with replacement characters, as Node's readdir decodes them.
-  const text = output.toString('utf8')
   const entries: ListedEntry[] = []
-  let at = 0
-  while (at < text.length) {
-    const end = text.indexOf('\0', at)
-    if (end === -1) return undefined
-    const entry = parseRecord(text, at, end)
-    if (!entry) return undefined
-    entries.push(entry)
+  return readListing(output, (entry) => entries.push(entry)) ? entries : undefined
+}
+
+/**
+ * Hands each of find's records to `visit`, in order; false at the first one that is not what
+ * FORMAT prints (what was visited before it stands). Each path is decoded on its own: as one
+ * string, a 100,000-file listing (7 MB) would stay in memory as long as any path cut from it.
+ */
+export function readListing(output: Buffer, visit: (entry: ListedEntry) => void): boolean {
+  for (let at = 0; at < output.length; ) {
+    const end = output.indexOf(0, at)
+    const entry = end === -1 ? undefined : parseRecord(output, at, end)
+    if (!entry) return false
+    visit(entry)
     at = end + 1
   }
-  return entries
+  return true
 }
 
-function parseRecord(text: string, start: number, end: number): ListedEntry | undefined {
-  const type = text[start]
-  if (text[start + 1] !== ' ') return undefined
+const SPACE = 32
+
+function parseRecord(bytes: Buffer, start: number, end: number): ListedEntry | undefined {
+  const type = String.fromCharCode(bytes[start])
+  if (bytes[start + 1] !== SPACE) return undefined
   const inoAt = start + 2
-  const sizeAt = text.indexOf(' ', inoAt) + 1
-  const modeAt = text.indexOf(' ', sizeAt) + 1
-  const timeAt = text.indexOf(' ', modeAt) + 1
-  const pathAt = text.indexOf(' ', timeAt) + 1
-  if (sizeAt === 0 || modeAt === 0 || timeAt === 0 || pathAt === 0 || pathAt > end) return undefined
-  const ino = integer(text, inoAt, sizeAt - 1)
-  const size = integer(text, sizeAt, modeAt - 1)
-  const perms = integer(text, modeAt, timeAt - 1, 8)
-  const mtimeMs = timestamp(text, timeAt, pathAt - 1)
-  if (ino < 0 || size < 0 || perms < 0 || Number.isNaN(mtimeMs) || pathAt === end) return undefined
-  return {path: text.slice(pathAt, end), type, ino, size, mode: type === 'f' ? S_IFREG | perms : perms, mtimeMs}
+  const sizeAt = bytes.indexOf(SPACE, inoAt) + 1
+  const modeAt = bytes.indexOf(SPACE, sizeAt) + 1
+  const timeAt = bytes.indexOf(SPACE, modeAt) + 1
+  const pathAt = bytes.indexOf(SPACE, timeAt) + 1
+  if (sizeAt === 0 || modeAt === 0 || timeAt === 0 || pathAt === 0 || pathAt >= end) return undefined
+  const ino = integer(bytes, inoAt, sizeAt - 1)
+  const size = integer(bytes, sizeAt, modeAt - 1)
+  const perms = integer(bytes, modeAt, timeAt - 1, 8)
+  const mtimeMs = timestamp(bytes, timeAt, pathAt - 1)
+  if (ino < 0 || size < 0 || perms < 0 || Number.isNaN(mtimeMs)) return undefined
+  // UTF-8 with replacement characters, as Node's readdir decodes names.
+  return {path: bytes.toString('utf8', pathAt, end), type, ino, size, mode: type === 'f' ? S_IFREG | perms : perms, mtimeMs}
 }
 
-/** The digits of text[from, to) in `base` as a number (-1 if any is not such a digit). */
-function integer(text: string, from: number, to: number, base: 8 | 10 = 10): number {
+/** The digits of bytes[from, to) in `base` as a number (-1 if any is not such a digit). */
+function integer(bytes: Buffer, from: number, to: number, base: 8 | 10 = 10): number {
   if (from >= to) return -1
   // Past 2^53 a running sum rounds at each step; Number() rounds once, as Node's inode does.
-  if (base === 10 && to - from > 15) return /^\d+$/.test(text.slice(from, to)) ? Number(text.slice(from, to)) : -1
+  if (base === 10 && to - from > 15) {
+    const digits = bytes.toString('latin1', from, to)
+    return /^\d+$/.test(digits) ? Number(digits) : -1
+  }
   let value = 0
   for (let i = from; i < to; i++) {
-    const digit = text.charCodeAt(i) - 48
+    const digit = bytes[i] - 48
     if (digit < 0 || digit >= base) return -1
     value = value * base + digit
   }
   return value
 }
 
+const DOT = 46
+
 /**
  * "seconds.fraction" as milliseconds, computed as Node computes Stats.mtimeMs from the
  * timespec (sec * 1000 + nsec / 1e6), so that the hash cache and the tree's print see the same
  * number whichever lister ran. NaN for anything else (a time before 1970 among them).
  */
-function timestamp(text: string, from: number, to: number): number {
-  const dot = text.indexOf('.', from)
+function timestamp(bytes: Buffer, from: number, to: number): number {
+  const dot = bytes.indexOf(DOT, from)
   if (dot === -1 || dot >= to) return Number.NaN
-  const sec = integer(text, from, dot)
+  const sec = integer(bytes, from, dot)
   // Nanoseconds: the first nine fraction digits (GNU find prints ten, the last always 0).
   const digits = Math.min(to - dot - 1, 9)
-  let nsec = digits > 0 ? integer(text, dot + 1, dot + 1 + digits) : 0
+  let nsec = digits > 0 ? integer(bytes, dot + 1, dot + 1 + digits) : 0
   if (sec < 0 || nsec < 0) return Number.NaN
   for (let i = digits; i < 9; i++) nsec *= 10
   return sec * 1000 + nsec / 1e6

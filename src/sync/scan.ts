@@ -10,7 +10,7 @@ import {isAbsolute, join, relative, sep} from 'node:path'
 
 import {MirrorError} from '../errors.js'
 import {updateLines} from '../util/digest.js'
-import {listWithFind, parseListing, type FindListing, type ListedEntry} from './find-listing.js'
+import {listWithFind, readListing, type FindListing, type ListedEntry} from './find-listing.js'
 import {compileGlobs, type Matcher} from './globs.js'
 import {readHashCache, writeHashCache, type CacheRow} from './hash-cache.js'
 
@@ -242,7 +242,6 @@ export async function collectSource(root: string, options: Pick<ScanOptions, 'ex
     else if (entry.type !== 'd') warnings.push({path, message: 'skipped: not a regular file'})
   }
   const rules = {excluded, found, warnings}
-  const entries = listing && !options.only ? parseListing(listing.output) : undefined
   if (options.only) {
     await Promise.all(
       options.only.map(async (path) => {
@@ -250,9 +249,9 @@ export async function collectSource(root: string, options: Pick<ScanOptions, 'ex
         if (stats && !excluded(path)) found(path, listed(stats))
       }),
     )
-  } else if (entries) {
-    applyRules(entries, rules)
-  } else {
+  } else if (!listing || !readListing(listing.output, ruledBy(rules))) {
+    // A record find's listing cannot be read by: what it gave so far goes, Node walks instead.
+    files.length = links.length = warnings.length = 0
     await walk(root, rules)
   }
   for (const path of links) {
@@ -398,13 +397,13 @@ function admitted(path: string, name: string, {excluded, warnings}: WalkRules): 
 /** A pattern like "cache/**" excludes the directory's content: it is not walked into. */
 const entered = (path: string, {excluded}: WalkRules) => !excluded(`${path}/\u0000`)
 
-/** walk()'s rules over a listing made elsewhere, in which a directory comes before its content. */
-function applyRules(listing: readonly ListedEntry[], rules: WalkRules): void {
+/** walk()'s rules, entry by entry, over a listing made elsewhere (a directory before its content). */
+function ruledBy(rules: WalkRules): (entry: ListedEntry) => void {
   const walkedInto = new Set([''])
-  for (const entry of listing) {
+  return (entry) => {
     const slash = entry.path.lastIndexOf('/')
-    if (!walkedInto.has(slash === -1 ? '' : entry.path.slice(0, slash))) continue
-    if (!admitted(entry.path, entry.path.slice(slash + 1), rules)) continue
+    if (!walkedInto.has(slash === -1 ? '' : entry.path.slice(0, slash))) return
+    if (!admitted(entry.path, entry.path.slice(slash + 1), rules)) return
     if (entry.type !== 'd') rules.found(entry.path, entry)
     else if (entered(entry.path, rules)) walkedInto.add(entry.path)
   }

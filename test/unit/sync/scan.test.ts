@@ -6,7 +6,7 @@ import t from 'tap'
 import {execFileSync} from 'node:child_process'
 
 import {listWithFind} from '../../../src/sync/find-listing.js'
-import {listSource, packEntries, scanSource, unpackEntries, walkSource, type Lister} from '../../../src/sync/scan.js'
+import {collectSource, listSource, packEntries, scanSource, unpackEntries, walkSource, type Lister} from '../../../src/sync/scan.js'
 import {tempDir, writeTree} from '../../helpers/site.js'
 
 t.test('scan hashes files, honours exclude, and caches hashes by size and mtime', async (t) => {
@@ -173,4 +173,16 @@ t.test('GNU find and Node\'s own walk find the same tree: files, numbers, warnin
     'a bad name, links out of the tree or to nothing or to a directory, a fifo: each named',
   )
   t.equal(byFind.files.find((f) => f.path === 'real.txt')?.mode, 0o104755, 'setuid bit and file type kept in the mode')
+})
+
+t.test('a listing that cannot be read to its end counts for nothing: Node walks the tree instead', async (t) => {
+  const dir = tempDir()
+  const src = join(dir, 'src')
+  await writeTree(src, {'a.html': 'a', 'sub/b.css': 'b'})
+  const listing = (await listWithFind(src))!
+  // A good record first, then one find would never print.
+  const output = Buffer.concat([listing.output.subarray(0, listing.output.indexOf(0) + 1), Buffer.from('f 1 1 644 -1.0 ghost.html\0')])
+  const tree = await collectSource(src, {exclude: []}, {...listing, output})
+  t.same(tree.files.map((f) => f.path), ['a.html', 'sub/b.css'], 'every file once, none of the listing\'s own')
+  t.same(tree.warnings, [])
 })
