@@ -23,7 +23,7 @@ function have(cmd) {
 
 /** Debian packages for the tools asked for; installs those missing when running as root. */
 export function ensureSystemTools(tools, {required = true} = {}) {
-  const packages = {sshd: ['openssh-server', '/usr/sbin/sshd'], rsync: ['rsync', 'rsync'], wget2: ['wget2', 'wget2'], lsyncd: ['lsyncd', 'lsyncd'], crontab: ['cron', 'crontab'], cron: ['cron', '/usr/sbin/cron']}
+  const packages = {sshd: ['openssh-server', '/usr/sbin/sshd'], rsync: ['rsync', 'rsync'], wget2: ['wget2', 'wget2'], lsyncd: ['lsyncd', 'lsyncd'], crontab: ['cron', 'crontab'], cron: ['cron', '/usr/sbin/cron'], find: ['findutils', 'find']}
   const missing = tools.filter((tool) => {
     const probe = packages[tool][1]
     return probe.startsWith('/') ? !existsSync(probe) : !have(probe)

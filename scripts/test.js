@@ -8,9 +8,10 @@ import {join} from 'node:path'
 import {build, ensureNodeModules, ensureSystemTools, projectDir} from './ensure-deps.js'
 
 ensureNodeModules()
-// The integration tests start real sshd processes, and one e2e test has a real cron daemon run
-// the installed entry; without them they must fail, not skip.
-ensureSystemTools(['sshd', 'cron'])
+// The integration tests start real sshd processes, one e2e test has a real cron daemon run
+// the installed entry, and the walk's tests compare GNU find's listing with Node's own walk;
+// without them they must fail, not skip.
+ensureSystemTools(['sshd', 'cron', 'find'])
 build()
 
 const tap = spawn(process.execPath, [join(projectDir, 'node_modules/tap/dist/esm/run.mjs'), '--reporter=tap', ...process.argv.slice(2)], {
