@@ -67,6 +67,10 @@ t.test('without the old version\'s signature there is no delta: the file goes wh
   const store = new SignatureStore(join(root, 'signatures'))
   t.equal(await store.deltaFor('d'.repeat(64), hash, join(root, 'new.bin')), undefined, 'missing')
   t.equal(await store.deltaFor('c'.repeat(64), hash, join(root, 'new.bin')), undefined, 'damaged')
+  // The new version's signature is recorded after the answer, on the delta thread.
+  const deadline = Date.now() + 10_000
+  while (!(await store.has(hash)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20))
+  t.ok(await store.has(hash), 'the new version is still recorded, for the next change')
 })
 
 t.test('a file larger than the read window: changes on either side of its edges come through', async (t) => {
