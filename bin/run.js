@@ -10,7 +10,7 @@ const command = process.argv[2]
 const head = command === 'publish' || command === 'diff' ? await import('../dist/cli/head-start.js') : undefined
 await head?.startHeadStart(command, process.argv.slice(3))
 // A clean noop is answered without oclif at all.
-if (!(await head?.answerCleanNoop(command, process.argv.slice(3)))) {
+if (!(await head?.answerCleanNoop())) {
   // The subpath, not the package's index: the index loads every part of oclif (and semver).
   const {execute} = await import('@oclif/core/execute')
   await execute({dir: import.meta.url})

@@ -18,6 +18,8 @@ export interface HeadStart {
 interface Started extends HeadStart {
   config: Config
   targets: string[]
+  /** For a publish whose flags the clean-noop answer can take: those flags. */
+  plain?: PlainFlags
 }
 
 let pending: Promise<Started | undefined> | undefined
@@ -37,13 +39,14 @@ export async function startHeadStart(command: string, argv: readonly string[]): 
     if (command === 'publish' && config.render?.beforePublish) return undefined
     // An unknown name throws here: no head start, and the command reports it.
     const selected = selectTargets(config, flags.targets)
-    return {config, targets: flags.targets, walking: walkConfigSource(config), opening: openEarly(config, selected)}
+    const plain = command === 'publish' ? flags.plain : undefined
+    return {config, targets: flags.targets, plain, walking: walkConfigSource(config), opening: openEarly(config, selected)}
   })().catch(() => undefined)
   const started = await pending
   // A target is created (its module loaded) just before it connects.
   await Promise.all([...(started?.opening.values() ?? [])].map(({target}) => target.catch(() => {})))
   // What answers a clean noop loads while the tree is listed and the handshakes go on.
-  if (started && command === 'publish' && readPlainPublish(argv)) {
+  if (started?.plain) {
     answering = loadAnswer()
     answering.catch(() => {})
   }
@@ -71,14 +74,14 @@ export async function startPublish(config: Config, targets: readonly string[] | 
 }
 
 /**
- * Answers `mirror publish` when its flags are plain (see readPlainPublish) and every target
- * turns out up to date (cleanNoop): the same output and exit code as the command's, and true.
- * False otherwise, with the head start left for the command to adopt.
+ * Answers `mirror publish` when its flags are plain (see readFlags) and every target turns out
+ * up to date (cleanNoop): the same output and exit code as the command's, and true. False
+ * otherwise, with the head start left for the command to adopt.
  */
-export async function answerCleanNoop(command: string, argv: readonly string[]): Promise<boolean> {
-  const flags = command === 'publish' ? readPlainPublish(argv) : undefined
-  const started = flags && (await pending)
-  if (!flags || !started) return false
+export async function answerCleanNoop(): Promise<boolean> {
+  const started = await pending
+  const flags = started?.plain
+  if (!started || !flags) return false
   const [{cleanNoop}, {createProgress}, {publishExitCode}, {showPublishResult}] = await (answering ?? loadAnswer())
   const progress = createProgress(!flags.json)
   let result
@@ -115,57 +118,48 @@ async function drop(started: Started): Promise<void> {
   await Promise.all([started.walking.then((walked) => walked.close(), () => {}), closeOpening(started.opening)])
 }
 
-/**
- * The flags that decide what to walk and where to connect. Undefined when argv holds anything
- * this cannot read for sure (short flags bundled, help, a render first): no head start then.
- */
-function readFlags(argv: readonly string[]): {config?: string; targets: string[]} | undefined {
-  let config: string | undefined
-  const targets: string[] = []
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]
-    const eq = arg.startsWith('--') ? arg.indexOf('=') : -1
-    const name = eq === -1 ? arg : arg.slice(0, eq)
-    if (['--config', '-c', '--target', '-t'].includes(name)) {
-      const value = eq === -1 ? argv[++i] : arg.slice(eq + 1)
-      if (value === undefined) return undefined
-      if (name === '--config' || name === '-c') config = value
-      else targets.push(value)
-    } else if (['--help', '-h', '--render', '--'].includes(name) || (/^-[^-]/.test(name) && !['-n', '-v'].includes(name))) {
-      return undefined
-    }
-  }
-  return {config, targets}
+/** The flags of a plain publish (see readFlags). */
+interface PlainFlags {
+  targets: string[]
+  json: boolean
+  verbose: boolean
 }
 
-/**
- * The flags of a publish whose answer can be given without oclif: only --config, --target,
- * --json and --verbose, each read for sure. Undefined for anything else (--help, --dry-run, a
- * typo, a flag given twice, a value that looks like a flag): oclif parses those and says what
- * is wrong.
- */
 const SHORT_FLAGS = new Map([
   ['-c', '--config'],
   ['-t', '--target'],
   ['-v', '--verbose'],
 ])
 
-function readPlainPublish(argv: readonly string[]): {targets: string[]; json: boolean; verbose: boolean} | undefined {
+/**
+ * The flags that decide what to walk and where to connect. Undefined when argv holds anything
+ * this cannot read for sure (short flags bundled, help, a render first): no head start then.
+ * `plain` is set when argv holds nothing but --config, --target, --json and --verbose, each read
+ * for sure: a publish the clean-noop answer can take. Anything else (--dry-run, a typo, a flag
+ * given twice, a value that looks like a flag) goes to oclif, which says what is wrong.
+ */
+function readFlags(argv: readonly string[]): {config?: string; targets: string[]; plain?: PlainFlags} | undefined {
+  let config: string | undefined
   const targets: string[] = []
   const seen = new Set<string>()
+  let plain = true
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]
     const eq = arg.startsWith('--') ? arg.indexOf('=') : -1
     const name = eq === -1 ? (SHORT_FLAGS.get(arg) ?? arg) : arg.slice(0, eq)
-    if (name !== '--target' && seen.has(name)) return undefined
+    if (name !== '--target' && seen.has(name)) plain = false
     seen.add(name)
     if (name === '--config' || name === '--target') {
       const value = eq === -1 ? argv[++i] : arg.slice(eq + 1)
-      if (!value || value.startsWith('-')) return undefined
-      if (name === '--target') targets.push(value)
-    } else if ((name !== '--json' && name !== '--verbose') || eq !== -1) {
+      if (value === undefined) return undefined
+      if (!value || value.startsWith('-')) plain = false
+      if (name === '--config') config = value
+      else targets.push(value)
+    } else if (['--help', '-h', '--render', '--'].includes(name) || (/^-[^-]/.test(name) && name !== '-n')) {
       return undefined
+    } else if ((name !== '--json' && name !== '--verbose') || eq !== -1) {
+      plain = false
     }
   }
-  return {targets, json: seen.has('--json'), verbose: seen.has('--verbose')}
+  return {config, targets, ...(plain && {plain: {targets, json: seen.has('--json'), verbose: seen.has('--verbose')}})}
 }

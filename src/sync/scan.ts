@@ -190,8 +190,6 @@ export interface ListedSource {
    * wrong one.
    */
   print: string
-  /** Entries listed, directories and the rest too: at least the number of files. */
-  count: number
   listing: FindListing
 }
 
@@ -206,7 +204,7 @@ export async function listSource(root: string, options: Pick<ScanOptions, 'exclu
     const resolved = await resolveInTree(realRoot, join(root, path))
     print.update(typeof resolved === 'string' ? `${path}\0${resolved}\n` : `${path}\0${resolved.abs}\0${resolved.stats.size}\0${resolved.stats.mtimeMs}\0${resolved.stats.ino}\0${resolved.stats.mode}\n`)
   }
-  return {print: print.digest('hex'), count: listing.count, listing}
+  return {print: print.digest('hex'), listing}
 }
 
 /** Exclude patterns that name a whole directory (`cache/**`): find need not list what is in them. */

@@ -157,17 +157,17 @@ export async function walkAside(root: string, options: Pick<ScanOptions, 'exclud
  * worker thread of its own (on this thread beyond HASH_ASIDE_MAX_FILES).
  */
 function listedAside(root: string, options: Pick<ScanOptions, 'exclude'>, listed: ListedSource): WalkedTree {
-  const aside = listed.count <= HASH_ASIDE_MAX_FILES
+  const aside = listed.listing.count <= HASH_ASIDE_MAX_FILES
   // Let go of once read: 100,000 files make a 7 MB listing.
   let kept: FindListing | undefined = listed.listing
   const scan = scanOnce(async (request) => {
     const listing = kept!
     kept = undefined
-    return aside ? hashInWorker(root, options, listing, request) : hashSource(await collectSource(root, options, listing), {...request, root})
+    return aside ? hashInWorker(root, options, listing, request) : hashHere(root, options, listing, request)
   })
   return {
     print: listed.print,
-    count: listed.count,
+    count: listed.listing.count,
     scan,
     prefetch(request) {
       if (aside) scan(request).catch(() => {})
@@ -183,7 +183,7 @@ function hashInWorker(root: string, options: Pick<ScanOptions, 'exclude'>, listi
   try {
     worker = new Worker(new URL('./walk-worker.js', import.meta.url), {workerData: {root, options: {exclude: options.exclude}, listing, request}})
   } catch {
-    return collectSource(root, options, listing).then((tree) => hashSource(tree, {...request, root}))
+    return hashHere(root, options, listing, request)
   }
   // Referenced until it ends: it saves the hash cache after answering, and the process waits.
   return new Promise<ScanResult>((resolve, reject) => {
@@ -192,9 +192,14 @@ function hashInWorker(root: string, options: Pick<ScanOptions, 'exclude'>, listi
       else reject(errorOf(message))
     })
     // A thread that cannot run here (not a hashing that failed): the same work, on this thread.
-    worker.once('error', () => resolve(collectSource(root, options, listing).then((tree) => hashSource(tree, {...request, root}))))
+    worker.once('error', () => resolve(hashHere(root, options, listing, request)))
     worker.once('exit', () => reject(errorOf(undefined)))
   })
+}
+
+/** The files of find's listing, hashed on this thread. */
+async function hashHere(root: string, options: Pick<ScanOptions, 'exclude'>, listing: FindListing, request: ScanRequest): Promise<ScanResult> {
+  return hashSource(await collectSource(root, options, listing), {...request, root})
 }
 
 /** scan() made once: asked again with the same request (after a prefetch), the same answer. */
