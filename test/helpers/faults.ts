@@ -253,6 +253,15 @@ export async function leftovers(root: string): Promise<string[]> {
 }
 
 /**
+ * The temporary names under `root`, from a listing alone: cheap enough to poll while a publish
+ * runs (leftovers reads every file, and a fast publish can come and go between two of those).
+ */
+export async function tempNames(root: string): Promise<string[]> {
+  const names = await fs.readdir(root, {recursive: true}).catch(() => [] as string[])
+  return names.filter(isTemp)
+}
+
+/**
  * Records the file system around the slaves (everything under the project's `slaves/` except
  * the roots and states, plus the source) so that `check` can prove nothing was written there.
  */

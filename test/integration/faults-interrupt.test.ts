@@ -7,7 +7,7 @@ import {join} from 'node:path'
 
 import t from 'tap'
 
-import {assertManifestTruthful, assertWhole, countFiles, exited, faultProject, guardOutside, leftovers, manyFiles, settledCount, until} from '../helpers/faults.js'
+import {assertManifestTruthful, assertWhole, countFiles, exited, faultProject, guardOutside, leftovers, manyFiles, settledCount, tempNames, until} from '../helpers/faults.js'
 
 // Enough files that, one at a time, the publish is still going when its manifest is first written (2 s)
 // and when the slave's sshd is stopped: at 3,000 a faster publish sometimes finished first.
@@ -103,7 +103,7 @@ t.test('master SIGKILLed in the middle of a bulk (tar) upload: nothing half-writ
   const guard = await guardOutside(p)
   const child = p.spawn(['publish'])
   const done = exited(child)
-  await until('a bulk upload under way', async () => (await leftovers(a.root)).filter((p) => p.includes('.mirror-tmp-bulk-') && p.includes('/')).length > 20)
+  await until('a bulk upload under way', async () => (await tempNames(a.root)).filter((p) => p.includes('.mirror-tmp-bulk-') && p.includes('/')).length > 20)
   child.kill('SIGKILL')
   t.equal((await done).signal, 'SIGKILL')
   // The slave's tar and sftp-server may still carry out what they had read before the kill.
