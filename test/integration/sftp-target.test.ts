@@ -13,6 +13,7 @@ import t, {type Test} from 'tap'
 import type {TargetConfig} from '../../src/config/schema.js'
 import {MirrorError} from '../../src/errors.js'
 import {computeDelta, computeSignature} from '../../src/sync/delta.js'
+import {windowCapFor, type SshConnection} from '../../src/targets/ssh/connection.js'
 import {defaultSftpStateDir, SftpTarget} from '../../src/targets/ssh/sftp-target.js'
 import {runConformance} from '../helpers/conformance.js'
 import {generateKey, sshdFor, startSshd, type Sshd} from '../helpers/sshd.js'
@@ -538,6 +539,42 @@ t.test('sftp: files through reused buffers each land with their own bytes (strea
   for (const f of bulk) if ((await fs.readFile(join(root, f.path))).equals(f.body)) same++
   t.equal(same, bulk.length, 'every streamed file holds exactly its bytes')
   for (const f of large) t.ok((await fs.readFile(join(root, f.path))).equals(f.body), `${f.path} holds exactly its bytes`)
+})
+
+t.test('sftp: on an OpenSSH slave close by, a channel may leave 256 KiB unconsumed, not all of the window sshd offers; megabytes still land whole', async (t) => {
+  // A far link keeps the whole window: 20 ms at 1 Gbit/s is more than OpenSSH's 2 MiB.
+  t.equal(windowCapFor(0.3), 256 * 1024)
+  t.ok(windowCapFor(20) > 2 * 1024 * 1024)
+  const {root} = await newRoot(t)
+  const target = new SftpTarget(config(sshd, root), {config: sshd.sshConfigFile})
+  t.teardown(() => target.close())
+  await target.connect()
+  await target.stat(['nothing-here'])
+  const conn = (target as unknown as {conn: SshConnection}).conn
+  t.equal(conn.sendWindowCap, 256 * 1024, 'loopback: the smallest cap')
+  for (const channel of conn.channels) {
+    const window = (channel as unknown as {sftp: {outgoing: {window: number}}}).sftp.outgoing.window
+    t.ok(window <= conn.sendWindowCap, `ssh2 holds the SFTP channel to the cap (window ${window})`)
+  }
+  // Through tar (one exec channel) and SFTP at once, each far more than the cap.
+  const local = tempDir('mirror-cap-src-')
+  const bulk = await Promise.all(
+    Array.from({length: 40}, async (_, i) => {
+      const body = randomBytes(100_000 + i * 1000)
+      const file = join(local, `small${i}`)
+      await fs.writeFile(file, body)
+      return {localPath: file, path: `s/${i}.bin`, size: body.length, options: {mode: 0o644, mtimeMs: Date.now()}, body}
+    }),
+  )
+  const large = randomBytes(3_000_000)
+  await fs.writeFile(join(local, 'large'), large)
+  const failed: string[] = []
+  await Promise.all([target.putMany!(bulk, (path, error) => error && failed.push(path)), target.put(join(local, 'large'), 'l/large.bin', {mode: 0o644, mtimeMs: Date.now()})])
+  t.same(failed, [])
+  let same = 0
+  for (const f of bulk) if ((await fs.readFile(join(root, f.path))).equals(f.body)) same++
+  t.equal(same, bulk.length, 'every file through tar holds exactly its bytes')
+  t.ok((await fs.readFile(join(root, 'l/large.bin'))).equals(large), 'the large file holds exactly its bytes')
 })
 
 t.test('sftp: a large file cut short on the master while it is sent never lands under its name', async (t) => {
