@@ -9,8 +9,8 @@ setFlagsFromString('--interrupt-budget=1081344')
 const command = process.argv[2]
 const head = command === 'publish' || command === 'diff' ? await import('../dist/cli/head-start.js') : undefined
 await head?.startHeadStart(command, process.argv.slice(3))
-// A clean noop is answered without oclif at all.
-if (!(await head?.answerCleanNoop())) {
+// A plain publish runs without oclif at all.
+if (!(await head?.answerPlainPublish())) {
   // The subpath, not the package's index: the index loads every part of oclif (and semver).
   const {execute} = await import('@oclif/core/execute')
   await execute({dir: import.meta.url})

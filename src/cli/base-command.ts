@@ -7,8 +7,9 @@ import * as Flags from '@oclif/core/flags'
 import type * as Interfaces from '@oclif/core/interfaces'
 
 import {loadConfig, type Config} from '../config/load.js'
-import {ExitCode, exitCodeFor, MirrorError, toMirrorError} from '../errors.js'
+import {ExitCode, MirrorError} from '../errors.js'
 import {writeJson} from '../ui/json-stream.js'
+import {reportError} from './report-error.js'
 
 export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
 
@@ -51,10 +52,6 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
       process.exitCode = err.oclif?.exit === 2 || /flag|argument|Unexpected/i.test(err.message) ? ExitCode.USAGE : ExitCode.FAILED
       return
     }
-    const error = toMirrorError(err)
-    if (this.flags?.json) await this.printJson({ok: false, error: error.toJSON()})
-    process.stderr.write(`mirror: ${error.describe()}\n`)
-    if (error.code === 'INTERNAL' && err.stack && process.env.DEBUG) process.stderr.write(`${err.stack}\n`)
-    process.exitCode = exitCodeFor(error)
+    await reportError(err, {json: this.flags?.json})
   }
 }

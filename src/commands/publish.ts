@@ -2,9 +2,6 @@ import * as Flags from '@oclif/core/flags'
 
 import {BaseCommand} from '../cli/base-command.js'
 import type {Config} from '../config/load.js'
-import {publishExitCode} from '../cli/publish-exit.js'
-import {createProgress} from '../ui/progress.js'
-import {showPublishResult} from '../ui/publish-output.js'
 
 export default class Publish extends BaseCommand<typeof Publish> {
   static override summary = 'Push the source to every target: only what changed, customizations on the slaves kept.'
@@ -32,35 +29,24 @@ export default class Publish extends BaseCommand<typeof Publish> {
     const {flags} = this
     const config = await this.loadConfig()
     if (flags.render || config.render?.beforePublish) await this.renderFirst(config)
-    const progress = createProgress(!flags.json)
-    const controller = new AbortController()
-    const stop = () => controller.abort()
-    process.once('SIGINT', stop)
-    process.once('SIGTERM', stop)
-    try {
-      // The walk (on its own thread) and the connections start before the rest of the publish loads.
-      const {startPublish} = await import('../cli/head-start.js')
-      const started = await startPublish(config, flags.target)
-      const {publish} = await import('../sync/publish.js')
-      const result = await publish(config, {
-        ...started,
+    // The walk (on its own thread) and the connections start before the rest of the publish loads.
+    const {startPublish} = await import('../cli/head-start.js')
+    const started = await startPublish(config, flags.target)
+    const {runPublish} = await import('../cli/run-publish.js')
+    await runPublish(
+      config,
+      {
         targets: flags.target,
         dryRun: flags['dry-run'],
         force: flags.force,
         verify: flags.verify,
         maxDelete: flags['max-delete'],
         breakLock: flags['break-lock'],
-        signal: controller.signal,
-        onEvent: (event) => progress.onEvent(event),
-      })
-      progress.done()
-      process.exitCode = publishExitCode(result)
-      await showPublishResult(result, process.exitCode === 0, {json: flags.json, verbose: flags.verbose})
-    } finally {
-      progress.done()
-      process.off('SIGINT', stop)
-      process.off('SIGTERM', stop)
-    }
+        json: flags.json,
+        verbose: flags.verbose,
+      },
+      started,
+    )
   }
 
   private async renderFirst(config: Config): Promise<void> {

@@ -63,3 +63,24 @@ t.test('a change after a clean noop is published (the quick answer never hides o
   t.match(r.stdout, /> changed\s+index\.html/)
   t.equal(await fs.readFile(join(dir, 'slaves/www1/index.html'), 'utf8'), '<html>changed</html>')
 })
+
+t.test('a publish with changes reads the same run without oclif as through it', async (t) => {
+  const [a, b] = [await published(), await published()]
+  for (const {dir} of [a, b]) {
+    await fs.writeFile(join(dir, 'public/index.html'), '<html>changed</html>')
+    await fs.writeFile(join(dir, 'public/new.html'), '<html>new</html>')
+  }
+  // Paths and times differ between the two runs; everything else must not.
+  const same = (text: string, dir: string) => text.replaceAll(dir, 'DIR').replace(/\d+(\.\d+)?\s?(ms|s)\b/g, 'T')
+  const [plain, full] = [await a.cli('publish'), await b.cli('publish', '--force')]
+  t.equal(plain.code, 0, plain.stderr)
+  t.equal(same(plain.stdout, a.dir), same(full.stdout, b.dir), 'the same plans and report')
+  t.equal(same(plain.stderr, a.dir), same(full.stderr, b.dir))
+  t.match(plain.stdout, /> changed\s+index\.html/)
+  t.equal(await fs.readFile(join(a.dir, 'slaves/www2/new.html'), 'utf8'), '<html>new</html>')
+  for (const {dir} of [a, b]) await fs.writeFile(join(dir, 'public/index.html'), '<html>again</html>')
+  const [plainJson, fullJson] = [await a.cli('publish', '--json'), await b.cli('publish', '--json', '--force')]
+  t.equal(plainJson.code, 0)
+  const doc = (text: string, dir: string) => JSON.parse(same(text, dir).replace(/"(durationMs|startedAt|finishedAt|generation)":\s*("[^"]*"|\d+)/g, '"$1":0'))
+  t.same(doc(plainJson.stdout, a.dir), doc(fullJson.stdout, b.dir), 'the same JSON document')
+})
