@@ -271,6 +271,10 @@ export class SshConnection {
       this.client.on('ready', () => {
         if (settled) return
         settled = true
+        // What ssh2 sends in answer to what it reads (data held back for the window it just
+        // reopened, the requests our callbacks issue) goes out in one write per turn of the
+        // event loop, not a write per packet. Ahead of ssh2's own listener, which is there by now.
+        sock.prependListener('data', () => this.batch())
         resolve()
       })
       try {
