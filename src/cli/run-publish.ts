@@ -4,6 +4,7 @@
 
 import type {Config} from '../config/load.js'
 import type {WalkedTree} from '../sync/walk-aside.js'
+import {untilStopped} from '../util/process.js'
 import {createProgress} from '../ui/progress.js'
 import {showPublishResult} from '../ui/publish-output.js'
 import type {HeadStart} from './head-start.js'
@@ -23,29 +24,25 @@ export interface PublishFlags {
 /** Publishes `config` with the walk (and connections) already begun in `started`. */
 export async function runPublish(config: Config, flags: PublishFlags, started: HeadStart | {walking: Promise<WalkedTree>}): Promise<void> {
   const progress = createProgress(!flags.json)
-  const controller = new AbortController()
-  const stop = () => controller.abort()
-  process.once('SIGINT', stop)
-  process.once('SIGTERM', stop)
   try {
     const {publish} = await import('../sync/publish.js')
-    const result = await publish(config, {
-      ...started,
-      targets: flags.targets,
-      dryRun: flags.dryRun,
-      force: flags.force,
-      verify: flags.verify,
-      maxDelete: flags.maxDelete,
-      breakLock: flags.breakLock,
-      signal: controller.signal,
-      onEvent: (event) => progress.onEvent(event),
-    })
+    const result = await untilStopped((signal) =>
+      publish(config, {
+        ...started,
+        targets: flags.targets,
+        dryRun: flags.dryRun,
+        force: flags.force,
+        verify: flags.verify,
+        maxDelete: flags.maxDelete,
+        breakLock: flags.breakLock,
+        signal,
+        onEvent: (event) => progress.onEvent(event),
+      }),
+    )
     progress.done()
     process.exitCode = publishExitCode(result)
     await showPublishResult(result, process.exitCode === 0, {json: flags.json, verbose: flags.verbose})
   } finally {
     progress.done()
-    process.off('SIGINT', stop)
-    process.off('SIGTERM', stop)
   }
 }

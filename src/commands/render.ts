@@ -6,6 +6,7 @@ import * as Flags from '@oclif/core/flags'
 import {BaseCommand} from '../cli/base-command.js'
 import {MirrorError} from '../errors.js'
 import {createRenderProgress} from '../render/progress.js'
+import {untilStopped} from '../util/process.js'
 
 export default class Render extends BaseCommand<typeof Render> {
   static override summary = 'Crawl the origin (the master\'s dynamic site) into the source as a static snapshot.'
@@ -50,19 +51,13 @@ Edit, login, history, diff and sort links, robots.txt exclusions and nofollow li
       throw new MirrorError('USAGE', `render.${problem.path.join('.')}: ${problem.message}`)
     }
     const progress = createRenderProgress(!flags.json)
-    const controller = new AbortController()
-    const stop = () => controller.abort()
-    process.once('SIGINT', stop)
-    process.once('SIGTERM', stop)
     try {
-      const report = await renderSite({...config, render: parsed.data}, {signal: controller.signal, onProgress: (p) => progress.update(p)})
+      const report = await untilStopped((signal) => renderSite({...config, render: parsed.data}, {signal, onProgress: (p) => progress.update(p)}))
       progress.done()
       if (flags.json) await this.printJson(report)
       else this.log(formatRenderReport(report, flags.verbose ? Number.POSITIVE_INFINITY : 10))
     } finally {
       progress.done()
-      process.off('SIGINT', stop)
-      process.off('SIGTERM', stop)
     }
   }
 }

@@ -4,24 +4,19 @@
 
 import type {Config} from '../config/load.js'
 import {formatDuration} from '../ui/format.js'
+import {untilStopped} from '../util/process.js'
 import {renderSite, type RenderReport} from './index.js'
 import {createRenderProgress} from './progress.js'
 
 export async function renderBeforePublish(config: Config, options: {json?: boolean} = {}): Promise<RenderReport> {
   const progress = createRenderProgress(!options.json)
-  const controller = new AbortController()
-  const stop = () => controller.abort()
-  process.once('SIGINT', stop)
-  process.once('SIGTERM', stop)
   try {
-    const report = await renderSite(config, {signal: controller.signal, onProgress: (p) => progress.update(p)})
+    const report = await untilStopped((signal) => renderSite(config, {signal, onProgress: (p) => progress.update(p)}))
     progress.done()
     if (!options.json) process.stderr.write(`${summaryLine(report)}\n`)
     return report
   } finally {
     progress.done()
-    process.off('SIGINT', stop)
-    process.off('SIGTERM', stop)
   }
 }
 
