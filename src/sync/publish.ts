@@ -17,7 +17,7 @@ import type {LockOwner, Target} from '../targets/target.js'
 import type {PublishEvent} from './events.js'
 import {executePlan} from './executor.js'
 import {emptyReport, type TargetReport} from './report.js'
-import {emptyManifest, fingerprint, ManifestBodies, type Manifest, type ParsedFiles} from './manifest.js'
+import {emptyManifest, fingerprint, ManifestBodies, type Manifest, type ParsedFiles, type WrittenManifest} from './manifest.js'
 import {loadManifest, recordHeldSource, saveManifestCopy, upToDateGeneration, type LoadedManifest} from './manifest-cache.js'
 import type {RoutedEntry, TargetPlan} from './plan.js'
 import {needsHash, SharedPlanning, type SlaveFile} from './planner.js'
@@ -208,6 +208,8 @@ export async function publish(config: Config, options: PublishOptions = {}): Pro
   const bodies = new ManifestBodies()
   const planning = new SharedPlanning()
   const backupId = new Date().toISOString().replace(/[:.]/g, '-')
+  // The large-file versions each target holds once this publish is over (see pruneSignatures).
+  const versionsHeld = new Map<string, Set<string>>()
   const outcomes = await Promise.all(
     selected.map((targetConfig) =>
       limit(async (): Promise<TargetOutcome> => {
@@ -272,8 +274,13 @@ export async function publish(config: Config, options: PublishOptions = {}): Pro
             reads,
             baseBytes: base ? loaded.bytes : undefined,
             bodies,
-            onManifestWritten: (data, manifest, written) => saveManifestCopy(targetConfig, cacheDir, data, manifest, written),
+            onManifestWritten: (data, manifest, written) => {
+              if (manifest.complete) versionsHeld.set(target.name, largeVersions(manifest.files))
+              return saveManifestCopy(targetConfig, cacheDir, data, manifest, written)
+            },
           })
+          // Nothing written: the manifest it had is still the one it holds.
+          if (!versionsHeld.has(target.name) && base) versionsHeld.set(target.name, largeVersions(base.files))
           if (!outcome.report.ok) outcome.error = outcome.report.error
           else if (current && outcome.report.kept.length === 0) await remember()
         } catch (error) {
@@ -289,7 +296,31 @@ export async function publish(config: Config, options: PublishOptions = {}): Pro
       }),
     ),
   )
+  if (!options.dryRun && !options.only && selected.length === config.targets.length && outcomes.every((o) => !o.error)) {
+    await pruneSignatures(signatures, scan.entries, versionsHeld, started)
+  }
   return {source: config.source, files: scan.entries.length, hashed: scan.hashed, warnings: scan.warnings, dryRun: Boolean(options.dryRun), targets: outcomes}
+}
+
+/**
+ * After a publish that reached every target, drops the signatures of large-file versions none
+ * of them holds any more: a delta is only ever made against a version a target holds. Those are
+ * the source's (a target found up to date holds exactly them) and those of each target's final
+ * manifest (customized files keep their published version). After anything less, nothing goes:
+ * a target not reached may still hold an older version.
+ */
+async function pruneSignatures(signatures: SignatureStore, entries: readonly SourceEntry[], versionsHeld: Map<string, Set<string>>, started: number): Promise<void> {
+  const live = new Set<string>()
+  for (const entry of entries) if (deltaSized(entry.size)) live.add(entry.hash)
+  for (const versions of versionsHeld.values()) for (const hash of versions) live.add(hash)
+  await signatures.prune(live, started)
+}
+
+/** The content hashes of a manifest's large files: the versions a delta could be made against. */
+function largeVersions(files: WrittenManifest['files']): Set<string> {
+  const versions = new Set<string>()
+  for (const [, record] of typeof files === 'function' ? files() : files) if (deltaSized(record.size)) versions.add(record.hash)
+  return versions
 }
 
 /**

@@ -44,6 +44,25 @@ export class SignatureStore {
     return pending
   }
 
+  /**
+   * Removes the signatures of versions no target holds any more: every one not in `live`, written
+   * before `before` (ms; a publish running beside this one may be recording its own). Without it
+   * the store keeps a signature of every version of every large file ever published.
+   * Never throws: a signature left behind only takes space.
+   */
+  async prune(live: ReadonlySet<string>, before: number): Promise<number> {
+    const names = await fs.readdir(this.dir).catch(() => [] as string[])
+    let removed = 0
+    for (const name of names) {
+      // Temporary files of a recording under way are not signatures yet.
+      if (!name.endsWith('.sig') || live.has(name.slice(0, -4))) continue
+      const file = join(this.dir, name)
+      const stats = await fs.stat(file).catch(() => undefined)
+      if (stats && stats.mtimeMs < before && (await fs.rm(file).then(() => true, () => false))) removed++
+    }
+    return removed
+  }
+
   private readonly inFlight = new Map<string, Promise<void>>()
   private readonly deltas = new Map<string, Promise<Delta | undefined>>()
 

@@ -1,6 +1,7 @@
 // End to end through bin/run.js with file:// slaves: what a user sees (exit codes, stdout,
 // stderr, --json) and what the slaves end up holding.
 
+import {createHash} from 'node:crypto'
 import {existsSync} from 'node:fs'
 import * as fs from 'node:fs/promises'
 import {join} from 'node:path'
@@ -248,4 +249,26 @@ t.test('a config edited after a publish is checked again, and its new routing is
     Object.fromEntries(noop.map((o) => [o.target, [o.report.sent, o.plan.actions.length, o.plan.unchanged]])),
     {img: [0, 0, 2], www1: [0, 0, 6], www2: [0, 0, 4]},
   )
+})
+
+t.test('the master keeps signatures only of the large-file versions some target still holds', async (t) => {
+  const p = await project()
+  const video = join(p.dir, 'public/media/video.bin')
+  await fs.mkdir(join(p.dir, 'public/media'), {recursive: true})
+  const version = async (n: number) => {
+    await fs.writeFile(video, Buffer.alloc(600_000, n))
+    return createHash('sha256').update(Buffer.alloc(600_000, n)).digest('hex')
+  }
+  const signatures = async () => (await fs.readdir(join(p.dir, '.mirror/signatures'))).filter((name) => name.endsWith('.sig')).sort()
+  const v1 = await version(1)
+  t.equal((await p.cli('publish')).code, 0)
+  t.same(await signatures(), [`${v1}.sig`])
+  const v2 = await version(2)
+  t.equal((await p.cli('publish')).code, 0)
+  t.same(await signatures(), [`${v2}.sig`], 'every target moved on from the first version: its signature goes')
+  const v3 = await version(3)
+  t.equal((await p.cli('publish', '--target', 'www1')).code, 0)
+  t.same(await signatures(), [`${v2}.sig`, `${v3}.sig`].sort(), 'www2 still holds the second version: a publish to www1 alone keeps its signature')
+  t.equal((await p.cli('publish')).code, 0)
+  t.same(await signatures(), [`${v3}.sig`])
 })

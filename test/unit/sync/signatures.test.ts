@@ -87,3 +87,15 @@ t.test('a file larger than the read window: changes on either side of its edges 
   await store.remember(sha(changed), join(root, 'new.bin'))
   t.same(await store.get(sha(changed)), computeSignature(changed), 'the new version\'s signature is the one made in memory')
 })
+
+t.test('pruning keeps the live versions, what was recorded since it began, and recordings under way', async (t) => {
+  const root = t.testdir({'photo.jpg': data, 'signatures': {'dead.sig': 'old', 'live.sig': 'kept', 'dead.sig.123.ab.tmp': 'being written'}})
+  const dir = join(root, 'signatures')
+  const old = new Date(Date.now() - 60_000)
+  for (const name of ['dead.sig', 'live.sig']) await fs.utimes(join(dir, name), old, old)
+  const before = Date.now() - 1000
+  // Recorded after the publish began (by this publish, or one running beside it).
+  await new SignatureStore(dir).remember(hash, join(root, 'photo.jpg'))
+  t.equal(await new SignatureStore(dir).prune(new Set(['live']), before), 1)
+  t.same((await fs.readdir(dir)).sort(), [`${hash}.sig`, 'dead.sig.123.ab.tmp', 'live.sig'].sort())
+})
