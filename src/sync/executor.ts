@@ -75,7 +75,6 @@ const heldBack = (error: unknown): boolean => {
 
 const isPage = (path: string) => /\.(html?|xhtml|php)$/i.test(path)
 
-/** The report of a target where nothing was done. */
 export async function executePlan(target: Target, plan: TargetPlan, options: ExecuteOptions): Promise<TargetReport> {
   const started = Date.now()
   const emit = options.onEvent ?? (() => {})

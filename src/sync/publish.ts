@@ -208,7 +208,9 @@ export async function publish(config: Config, options: PublishOptions = {}): Pro
   const bodies = new ManifestBodies()
   const planning = new SharedPlanning()
   const backupId = new Date().toISOString().replace(/[:.]/g, '-')
-  // The large-file versions each target holds once this publish is over (see pruneSignatures).
+  // Only a publish that may reach every target prunes signatures (see pruneSignatures); it
+  // notes the large-file versions each target holds once it is over.
+  const pruning = !options.dryRun && !options.only && selected.length === config.targets.length
   const versionsHeld = new Map<string, Set<string>>()
   const outcomes = await Promise.all(
     selected.map((targetConfig) =>
@@ -275,12 +277,12 @@ export async function publish(config: Config, options: PublishOptions = {}): Pro
             baseBytes: base ? loaded.bytes : undefined,
             bodies,
             onManifestWritten: (data, manifest, written) => {
-              if (manifest.complete) versionsHeld.set(target.name, largeVersions(manifest.files))
+              if (pruning && manifest.complete) versionsHeld.set(target.name, largeVersions(manifest.files))
               return saveManifestCopy(targetConfig, cacheDir, data, manifest, written)
             },
           })
           // Nothing written: the manifest it had is still the one it holds.
-          if (!versionsHeld.has(target.name) && base) versionsHeld.set(target.name, largeVersions(base.files))
+          if (pruning && !versionsHeld.has(target.name) && base) versionsHeld.set(target.name, largeVersions(base.files))
           if (!outcome.report.ok) outcome.error = outcome.report.error
           else if (current && outcome.report.kept.length === 0) await remember()
         } catch (error) {
@@ -296,9 +298,7 @@ export async function publish(config: Config, options: PublishOptions = {}): Pro
       }),
     ),
   )
-  if (!options.dryRun && !options.only && selected.length === config.targets.length && outcomes.every((o) => !o.error)) {
-    await pruneSignatures(signatures, scan.entries, versionsHeld, started)
-  }
+  if (pruning && outcomes.every((o) => !o.error)) await pruneSignatures(signatures, scan.entries, versionsHeld, started)
   return {source: config.source, files: scan.entries.length, hashed: scan.hashed, warnings: scan.warnings, dryRun: Boolean(options.dryRun), targets: outcomes}
 }
 

@@ -24,7 +24,6 @@ export interface TargetReport {
   generation: number
 }
 
-
 /** The report of a target where nothing was done. */
 export function emptyReport(target: Pick<Target, 'name' | 'url'>): TargetReport {
   return {target: target.name, url: target.url, ok: true, sent: 0, bytes: 0, deltas: 0, deleted: 0, adopted: 0, kept: [], failed: [], durationMs: 0, generation: 0}
