@@ -57,7 +57,6 @@ export interface SftpExtensions {
   copyData: boolean
   /** `posix-rename@openssh.com`: rename over an existing file (plain SFTP rename refuses). */
   posixRename: boolean
-  fsync: boolean
   statvfs: boolean
 }
 
@@ -128,7 +127,7 @@ const FAST_CIPHERS = ['aes128-gcm@openssh.com', 'aes128-ctr'] as const
 
 export class SshConnection {
   readonly params: SshParams
-  extensions: SftpExtensions = {copyData: false, posixRename: false, fsync: false, statvfs: false}
+  extensions: SftpExtensions = {copyData: false, posixRename: false, statvfs: false}
   /** The open SFTP channels: one after `open`, more once `widen` has been called. */
   channels: SftpChannel[] = []
   /** The SFTP channels this connection may use (each is its own sftp-server process on the slave). */
@@ -302,7 +301,6 @@ export class SshConnection {
     this.extensions = {
       copyData: ext['copy-data'] === '1',
       posixRename: ext['posix-rename@openssh.com'] === '1',
-      fsync: ext['fsync@openssh.com'] === '1',
       statvfs: ext['statvfs@openssh.com'] === '2' || ext['statvfs@openssh.com'] === '1',
     }
   }
@@ -816,10 +814,6 @@ export class SftpChannel {
 
   fsetstat(handle: Buffer, attrs: InputAttributes): Promise<void> {
     return this.call((cb) => this.sftp.fsetstat(handle, attrs, cb))
-  }
-
-  fsync(handle: Buffer): Promise<void> {
-    return this.call((cb) => this.sftp.ext_openssh_fsync(handle, (error) => cb(error)))
   }
 
   mkdir(path: string, mode?: number): Promise<void> {

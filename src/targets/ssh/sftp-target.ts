@@ -758,7 +758,7 @@ export class SftpTarget implements Target {
 
   /**
    * Replaces a state file atomically: `fill` writes the new content into a temporary file's
-   * open handle, which is made durable and renamed over `name`; resolves to the new file's stat.
+   * open handle, which is renamed over `name`; resolves to the new file's stat.
    * With `baseSize`, `fill` also gets the old file open for reading, when it is a file of that
    * size. Requests that may go together do (the old file's check and opening with the create,
    * the closes with the rename): four round trips where one after the other took nine to twelve. On
@@ -793,9 +793,12 @@ export class SftpTarget implements Target {
       handle = created.value
       const openHandle = handle
       await fill(channel, openHandle, from)
-      // The manifest is the commit point of a publish: durable before it replaces the old one.
-      // Its stat is taken now, after the last write: close and rename change neither size nor time.
-      const [, written] = await Promise.all([this.connection.extensions.fsync ? channel.fsync(openHandle) : undefined, channel.fstat(openHandle)])
+      // No fsync: it waits until the slave's disk holds everything the publish wrote (over a
+      // second after a first publish), and it could not make the published files durable anyway.
+      // A manifest a crash damages fails its checksum, and the next publish lists the slave
+      // instead of trusting it. The stat is taken after the last write: close and rename change
+      // neither size nor time.
+      const written = await channel.fstat(openHandle)
       handle = undefined
       const closing = [channel.close(openHandle), from ? channel.close(from).catch(() => {}) : undefined]
       from = undefined
