@@ -4,7 +4,7 @@
 // fast-glob: fast-glob's `**` silently drops names that contain a newline.
 
 import {createHash} from 'node:crypto'
-import {closeSync, createReadStream, lstatSync, openSync, readdirSync, readSync, type Stats} from 'node:fs'
+import {lstatSync, readdirSync, type Stats} from 'node:fs'
 import * as fs from 'node:fs/promises'
 import {isAbsolute, join, relative, sep} from 'node:path'
 
@@ -12,6 +12,8 @@ import {MirrorError} from '../errors.js'
 import {updateLines} from '../util/digest.js'
 import {listWithFind, readListing, type FindListing, type ListedEntry} from './find-listing.js'
 import {compileGlobs, type Matcher} from './globs.js'
+import {hashLocalFile, hashLocalFileSync} from './file-hash.js'
+import {hashFilesTogether} from './hash-helper.js'
 import {readHashCache, writeHashCache, type CacheRow} from './hash-cache.js'
 
 export interface SourceEntry {
@@ -142,8 +144,12 @@ export type Lister = 'find' | 'node'
 const DEFAULT_LISTER: Lister = process.platform === 'linux' ? 'find' : 'node'
 
 const HASH_CONCURRENCY = 16
-/** Files up to this size are read in one call; larger ones are streamed. */
-const SMALL_FILE = 1 << 20
+/**
+ * From this many bytes to hash, blocking reads (the walk's own thread) share the files with a
+ * helper thread: a first publish has nothing else to do until the hashes are known, and the
+ * other core was idle (662 MB: 1.1 s on one thread). Below, a thread's start is not worth it.
+ */
+const HELPED_FROM_BYTES = 128 << 20
 
 /** A source file as the walk found it: what the hash cache and the tree's print are keyed by. */
 export interface SourceFile {
@@ -335,27 +341,34 @@ export async function hashSourceFirst(tree: SourceTree, options: HashOptions): P
   }
   // Largest first: a big file read last would be the whole wait.
   toRead.sort((a, b) => b.size - a.size)
-  // A fixed set of readers taking the next file, not a queued task per file: on a first publish
-  // of 100,000 files, those tasks (a closure, promises and a context each) were 80 MB at once.
-  // The first failure stops them all.
-  let next = 0
-  let failed = false
-  const reader = async () => {
-    while (next < toRead.length && !failed) {
-      const file = toRead[next++]
-      try {
-        const hash = options.blocking ? hashLocalFileSync(file.abs) : await hashLocalFile(file.abs, file.size)
-        hashed++
-        cache.set(file.path, [file.size, file.mtimeMs, file.ino, hash])
-        entries.push(entry(file, hash))
-        if (previous.get(file.path) === hash) previous.delete(file.path)
-      } catch (error) {
-        failed = true
-        throw error
+  const hashedAs = (file: SourceFile, hash: string) => {
+    hashed++
+    cache.set(file.path, [file.size, file.mtimeMs, file.ino, hash])
+    entries.push(entry(file, hash))
+    if (previous.get(file.path) === hash) previous.delete(file.path)
+  }
+  if (options.blocking && toRead.reduce((bytes, file) => bytes + file.size, 0) >= HELPED_FROM_BYTES) {
+    const hashes = await hashFilesTogether(toRead.map((file) => file.abs))
+    toRead.forEach((file, i) => hashedAs(file, hashes[i]))
+  } else {
+    // A fixed set of readers taking the next file, not a queued task per file: on a first
+    // publish of 100,000 files, those tasks (a closure, promises and a context each) were 80 MB
+    // at once. The first failure stops them all.
+    let next = 0
+    let failed = false
+    const reader = async () => {
+      while (next < toRead.length && !failed) {
+        const file = toRead[next++]
+        try {
+          hashedAs(file, options.blocking ? hashLocalFileSync(file.abs) : await hashLocalFile(file.abs, file.size))
+        } catch (error) {
+          failed = true
+          throw error
+        }
       }
     }
+    await Promise.all(Array.from({length: Math.min(options.blocking ? 1 : HASH_CONCURRENCY, toRead.length)}, reader))
   }
-  await Promise.all(Array.from({length: Math.min(options.blocking ? 1 : HASH_CONCURRENCY, toRead.length)}, reader))
   entries.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0))
 
   const save = async (cacheFile: string) => {
@@ -457,31 +470,4 @@ async function resolveInTree(realRoot: string, abs: string): Promise<{abs: strin
   const stats = await fs.stat(real)
   if (!stats.isFile()) return 'it points to a directory (not followed)'
   return {abs: real, stats}
-}
-
-/** The read buffer of hashLocalFileSync: one per thread (a megabyte per file was gigabytes of garbage). */
-let syncReadBuffer: Buffer | undefined
-
-/** hashLocalFile with blocking reads, a megabyte at a time. */
-export function hashLocalFileSync(abs: string): string {
-  const hash = createHash('sha256')
-  const fd = openSync(abs, 'r')
-  try {
-    const buffer = (syncReadBuffer ??= Buffer.allocUnsafe(SMALL_FILE))
-    for (let n = readSync(fd, buffer); n > 0; n = readSync(fd, buffer)) hash.update(buffer.subarray(0, n))
-  } finally {
-    closeSync(fd)
-  }
-  return hash.digest('hex')
-}
-
-export async function hashLocalFile(abs: string, size: number): Promise<string> {
-  if (size <= SMALL_FILE) return createHash('sha256').update(await fs.readFile(abs)).digest('hex')
-  return new Promise((resolve, reject) => {
-    const hash = createHash('sha256')
-    createReadStream(abs, {highWaterMark: 1 << 20})
-      .on('data', (chunk) => hash.update(chunk))
-      .on('error', reject)
-      .on('end', () => resolve(hash.digest('hex')))
-  })
 }
