@@ -85,22 +85,39 @@ export function manifestBody(files: Map<string, ManifestRecord>): ManifestBody {
 /** A manifest file's row as stored: `"path":[hash,size,mtime,mode]`, after a comma but for the first. */
 const rowText = (first: boolean, path: string, r: ManifestRecord) => `${first ? '' : ','}${JSON.stringify(path)}:[${JSON.stringify(r.hash)},${r.size},${r.mtimeMs},${r.mode}]`
 
-/** The rows of `files` in path order: their total bytes, their checksum, and how to write them at an offset (returns the bytes written). */
+/** Characters of row text gathered before they are checksummed and kept as one piece. */
+const ROWS_PIECE = 64 * 1024
+
+/**
+ * The rows of `files` in path order: their total bytes, their checksum, and how to write them at
+ * an offset (returns the bytes written). Each row's text is made once, gathered in pieces that
+ * are checksummed as they fill: the rows of a manifest below BIG_MANIFEST_FILES (executor.ts)
+ * are a few megabytes of text held until written.
+ */
 function measureRows(files: Map<string, ManifestRecord>) {
-  const paths = [...files.keys()].sort()
-  const rows = function* () {
-    for (const path of paths) yield [path, files.get(path)!] as const
+  const checksum = createHash('sha256').update('{')
+  const pieces: string[] = []
+  let bytes = 0
+  let piece = ''
+  const keep = () => {
+    checksum.update(piece)
+    bytes += Buffer.byteLength(piece)
+    pieces.push(piece)
+    piece = ''
   }
+  let first = true
+  for (const path of [...files.keys()].sort()) {
+    piece += rowText(first, path, files.get(path)!)
+    first = false
+    if (piece.length >= ROWS_PIECE) keep()
+  }
+  keep()
   const writeTo = (buffer: Buffer, offset: number) => {
     let at = offset
-    let first = true
-    for (const [path, record] of rows()) {
-      at += buffer.write(rowText(first, path, record), at)
-      first = false
-    }
+    for (const text of pieces) at += buffer.write(text, at)
     return at - offset
   }
-  return {...measure(rows()), writeTo}
+  return {bytes, checksum: checksum.update('}').digest('hex'), writeTo}
 }
 
 /** The bytes and the checksum of rows in path order, as they are stored between the braces of "files". */
