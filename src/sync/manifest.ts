@@ -54,8 +54,9 @@ export interface ManifestBody {
  */
 export function serializeManifest(manifest: Manifest, alloc: (size: number) => Buffer = Buffer.allocUnsafe, body?: ManifestBody): Buffer {
   // Row by row into one buffer of the exact size: neither an object with a property per file,
-  // nor the manifest as one string, nor pieces to join (100,000 files are 13 MB, and the targets
-  // of a big publish finish together). A first pass measures the rows and checksums them.
+  // nor the manifest as one string (100,000 files are 13 MB, and the targets of a big publish
+  // finish together). A first pass measures the rows and checksums them, and keeps their text
+  // in pieces up to KEPT_TEXT_MAX_ROWS rows.
   const rows = body ? undefined : measureRows(manifest.files)
   const head = headText(manifest, body?.checksum ?? rows!.checksum)
   // Written by hand so the checksum covers exactly the bytes of "files" as stored.
@@ -85,52 +86,61 @@ export function manifestBody(files: Map<string, ManifestRecord>): ManifestBody {
 /** A manifest file's row as stored: `"path":[hash,size,mtime,mode]`, after a comma but for the first. */
 const rowText = (first: boolean, path: string, r: ManifestRecord) => `${first ? '' : ','}${JSON.stringify(path)}:[${JSON.stringify(r.hash)},${r.size},${r.mtimeMs},${r.mode}]`
 
-/** Characters of row text gathered before they are checksummed and kept as one piece. */
+/** Characters of row text gathered before they are checksummed (and kept) as one piece. */
 const ROWS_PIECE = 64 * 1024
 
 /**
- * The rows of `files` in path order: their total bytes, their checksum, and how to write them at
- * an offset (returns the bytes written). Each row's text is made once, gathered in pieces that
- * are checksummed as they fill: the rows of a manifest below BIG_MANIFEST_FILES (executor.ts)
- * are a few megabytes of text held until written.
+ * Up to this many rows, their text (a few MB) is kept from the measuring pass for the writing;
+ * beyond, it is made again as it is written rather than held beside the bytes (100,000 files
+ * are 13 MB of each).
  */
+const KEPT_TEXT_MAX_ROWS = 50_000
+
+/** The rows of `files` in path order: their total bytes, their checksum, and how to write them at an offset (returns the bytes written). */
 function measureRows(files: Map<string, ManifestRecord>) {
+  const paths = [...files.keys()].sort()
+  const rows = function* () {
+    for (const path of paths) yield [path, files.get(path)!] as const
+  }
+  const kept = paths.length <= KEPT_TEXT_MAX_ROWS ? ([] as string[]) : undefined
+  const measured = measure(rows(), kept)
+  const writeTo = (buffer: Buffer, offset: number) => {
+    let at = offset
+    if (kept) {
+      for (const text of kept) at += buffer.write(text, at)
+      return at - offset
+    }
+    let first = true
+    for (const [path, record] of rows()) {
+      at += buffer.write(rowText(first, path, record), at)
+      first = false
+    }
+    return at - offset
+  }
+  return {...measured, writeTo}
+}
+
+/**
+ * The bytes and the checksum of rows in path order, as they are stored between the braces of
+ * "files"; their text goes into `kept` too, in pieces, when given.
+ */
+function measure(rows: Iterable<readonly [string, ManifestRecord]>, kept?: string[]): {bytes: number; checksum: string} {
   const checksum = createHash('sha256').update('{')
-  const pieces: string[] = []
   let bytes = 0
   let piece = ''
-  const keep = () => {
+  const done = () => {
     checksum.update(piece)
     bytes += Buffer.byteLength(piece)
-    pieces.push(piece)
+    kept?.push(piece)
     piece = ''
   }
   let first = true
-  for (const path of [...files.keys()].sort()) {
-    piece += rowText(first, path, files.get(path)!)
-    first = false
-    if (piece.length >= ROWS_PIECE) keep()
-  }
-  keep()
-  const writeTo = (buffer: Buffer, offset: number) => {
-    let at = offset
-    for (const text of pieces) at += buffer.write(text, at)
-    return at - offset
-  }
-  return {bytes, checksum: checksum.update('}').digest('hex'), writeTo}
-}
-
-/** The bytes and the checksum of rows in path order, as they are stored between the braces of "files". */
-function measure(rows: Iterable<readonly [string, ManifestRecord]>): {bytes: number; checksum: string} {
-  const checksum = createHash('sha256').update('{')
-  let bytes = 0
-  let first = true
   for (const [path, record] of rows) {
-    const text = rowText(first, path, record)
+    piece += rowText(first, path, record)
     first = false
-    checksum.update(text)
-    bytes += Buffer.byteLength(text)
+    if (piece.length >= ROWS_PIECE) done()
   }
+  done()
   return {bytes, checksum: checksum.update('}').digest('hex')}
 }
 
