@@ -7,7 +7,7 @@ import {closeSync, fstatSync, openSync, readFileSync, readSync} from 'node:fs'
 import * as fs from 'node:fs/promises'
 import {dirname} from 'node:path'
 
-import {computeDelta, computeSignature, parseSignature, serializeSignature, type ByteSource, type Delta, type Window} from './delta.js'
+import {computeDelta, parseSignature, serializeSignature, signatureSteps, type ByteSource, type Delta, type Window} from './delta.js'
 
 /** Files and the SHA-256 (hex) of the version a signature is recorded for. */
 export type DeltaRequest =
@@ -17,7 +17,8 @@ export type DeltaRequest =
 /**
  * Runs a request; requests run one at a time, deltas before signatures: a delta holds up a
  * transfer (and every page behind it), a signature only the next publish. After a delta, the
- * new version's signature is recorded too, behind every delta asked for by then.
+ * new version's signature is recorded too, behind every delta asked for by then; a signature
+ * under way steps aside every megabyte for deltas asked for meanwhile.
  */
 export function runDeltaRequest(request: DeltaRequest): Promise<unknown> {
   if (request.op === 'signature') return recordSignature(request.file, request.signatureFile, request.hash)
@@ -47,8 +48,24 @@ function queued<T>(when: 'now' | 'later', job: () => T | Promise<T>): Promise<T>
 
 async function drain(): Promise<void> {
   running = true
-  for (let next = urgent.shift() ?? later.shift(); next; next = urgent.shift() ?? later.shift()) await next()
+  for (let next = urgent.shift() ?? later.shift(); next; next = urgent.shift() ?? later.shift()) {
+    await next()
+    // Requests that came while a job ran are messages not yet read: read them before choosing.
+    await turn()
+  }
   running = false
+}
+
+const turn = () => new Promise<void>((resolve) => setImmediate(resolve))
+
+/**
+ * Called by a long 'later' job between its steps: requests that arrived meanwhile are read, and
+ * the urgent ones run now. A 50 MB video's signature is 0.2-0.4 s of this thread; the deltas of
+ * the photos asked for just after it would otherwise wait for all of it, and every page with them.
+ */
+async function stepAside(): Promise<void> {
+  await turn()
+  for (let next = urgent.shift(); next; next = urgent.shift()) await next()
 }
 
 /** Signatures being recorded, by signature file: a second request for one waits for the first. */
@@ -83,7 +100,7 @@ function deltaForFile(signatureFile: string, file: string): Delta | undefined {
     return undefined
   }
   try {
-    return throughWindow(file, (source) => computeDelta(signature, source))
+    return throughWindow(file, deltaWindow, (source) => computeDelta(signature, source))
   } catch (error) {
     if (error instanceof ChangedWhileRead) return undefined
     throw error
@@ -92,7 +109,13 @@ function deltaForFile(signatureFile: string, file: string): Delta | undefined {
 
 async function writeSignature(signatureFile: string, file: string, hash: string): Promise<void> {
   const read = createHash('sha256')
-  const signature = throughWindow(file, (source) => serializeSignature(computeSignature(source, undefined, read)))
+  const signature = await throughWindow(file, signatureWindow, async (source) => {
+    const steps = signatureSteps(source, undefined, read)
+    for (let step = steps.next(); ; step = steps.next()) {
+      if (step.done) return serializeSignature(step.value)
+      await stepAside()
+    }
+  })
   if (read.digest('hex') !== hash) throw new ChangedWhileRead(`${file} is no longer version ${hash}`)
   await fs.mkdir(dirname(signatureFile), {recursive: true})
   // Unique per writer: another mirror process (or thread) may be recording the same version.
@@ -112,18 +135,32 @@ class ChangedWhileRead extends Error {}
 /** Bytes read at a time; a window must also hold a whole block (128 KiB at most). */
 const WINDOW = 4 << 20
 
-/** The one window buffer of this thread: whatever reads through it runs without a break. */
-let windowBuffer: Buffer | undefined
+/**
+ * A window buffer of this thread, made on first use. Deltas run without a break and share one;
+ * a signature, which lets deltas run in its pauses, has the other.
+ */
+class WindowBuffer {
+  private buffer: Buffer | undefined
+  get(): Buffer {
+    return (this.buffer ??= Buffer.allocUnsafe(WINDOW))
+  }
+}
+
+const deltaWindow = new WindowBuffer()
+const signatureWindow = new WindowBuffer()
 
 /**
- * Runs `use` on `file` read through this thread's window, with blocking reads: this is the
- * deltas' own thread (libuv's threadpool, shared by every thread, stays free for the publish),
- * and `use` is synchronous, so no other read takes the window meanwhile.
+ * Runs `use` on `file` read through `window`, with blocking reads: this is the deltas' own
+ * thread (libuv's threadpool, shared by every thread, stays free for the publish). Nothing else
+ * may read through the same window until `use` is done.
  */
-function throughWindow<T>(file: string, use: (source: ByteSource) => T): T {
+function throughWindow<T>(file: string, window: WindowBuffer, use: (source: ByteSource) => T): T
+function throughWindow<T>(file: string, window: WindowBuffer, use: (source: ByteSource) => Promise<T>): Promise<T>
+function throughWindow<T>(file: string, windowBuffer: WindowBuffer, use: (source: ByteSource) => T | Promise<T>): T | Promise<T> {
   const fd = openSync(file, 'r')
+  let closeNow = true
   try {
-    const buffer = (windowBuffer ??= Buffer.allocUnsafe(WINDOW))
+    const buffer = windowBuffer.get()
     const {size} = fstatSync(fd)
     let window: Window = {bytes: buffer.subarray(0, 0), offset: 0}
     const view = (start: number, end: number): Window => {
@@ -138,8 +175,11 @@ function throughWindow<T>(file: string, use: (source: ByteSource) => T): T {
       window = {bytes: buffer.subarray(0, length), offset: start}
       return window
     }
-    return use({size, view})
+    const result = use({size, view})
+    if (!(result instanceof Promise)) return result
+    closeNow = false
+    return result.finally(() => closeSync(fd))
   } finally {
-    closeSync(fd)
+    if (closeNow) closeSync(fd)
   }
 }

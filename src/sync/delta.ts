@@ -123,13 +123,28 @@ const sourceOf = (data: Uint8Array | ByteSource): ByteSource => (data instanceof
 
 /** The block signature of `data`; `whole`, when given, is fed every byte in order (a file hash). */
 export function computeSignature(data: Uint8Array | ByteSource, blockSize?: number, whole?: Hash): Signature {
+  const steps = signatureSteps(data, blockSize, whole)
+  for (let step = steps.next(); ; step = steps.next()) if (step.done) return step.value
+}
+
+/** Bytes of blocks between two pauses of `signatureSteps`. */
+const STEP_BYTES = 1 << 20
+
+/**
+ * `computeSignature` in steps: it pauses (yields) after every megabyte or so of blocks, so that
+ * a caller with more urgent work (a delta a transfer waits for) can do it in between. The
+ * source's window may be reused by whatever runs during a pause: each step asks for its view again.
+ */
+export function* signatureSteps(data: Uint8Array | ByteSource, blockSize?: number, whole?: Hash): Generator<void, Signature> {
   const source = sourceOf(data)
   const {size} = source
   blockSize ??= blockSizeFor(size)
   const count = Math.ceil(size / blockSize)
   const weak = new Uint32Array(count)
   const strong: string[] = new Array(count)
+  const blocksPerStep = Math.max(1, Math.floor(STEP_BYTES / blockSize))
   for (let i = 0; i < count; i++) {
+    if (i > 0 && i % blocksPerStep === 0) yield
     const start = i * blockSize
     const end = Math.min(size, start + blockSize)
     const {bytes, offset} = source.view(start, end)

@@ -1,4 +1,5 @@
 import {createHash} from 'node:crypto'
+import {existsSync} from 'node:fs'
 import * as fs from 'node:fs/promises'
 import {join} from 'node:path'
 
@@ -98,4 +99,23 @@ t.test('pruning keeps the live versions, what was recorded since it began, and r
   await new SignatureStore(dir).remember(hash, join(root, 'photo.jpg'))
   t.equal(await new SignatureStore(dir).prune(new Set(['live']), before), 1)
   t.same((await fs.readdir(dir)).sort(), [`${hash}.sig`, 'dead.sig.123.ab.tmp', 'live.sig'].sort())
+})
+
+t.test('a delta asked for while a big signature is being recorded does not wait for all of it', async (t) => {
+  // 48 MB of varied bytes: its signature is made in some fifty steps.
+  const big = Buffer.alloc(48 << 20)
+  for (let i = 0; i < big.length; i += 4) big.writeUInt32LE((i * 2654435761) >>> 0, i)
+  const small = Buffer.concat([data.subarray(0, 300_000), Buffer.from('changed'), data.subarray(300_000)])
+  const root = t.testdir({'video.mp4': big, 'photo.jpg': data})
+  const store = new SignatureStore(join(root, 'signatures'))
+  await store.remember(hash, join(root, 'photo.jpg'))
+  await fs.writeFile(join(root, 'photo.jpg'), small)
+  const recording = store.remember(sha(big), join(root, 'video.mp4'))
+  // Asked once the recording is under way, as a target's transfer would.
+  await new Promise((resolve) => setImmediate(resolve))
+  const delta = await store.deltaFor(hash, sha(small), join(root, 'photo.jpg'))
+  t.notOk(existsSync(join(root, 'signatures', `${sha(big)}.sig`)), 'the delta came before the signature was done')
+  t.same(applyDelta(data, small, delta!), small, 'and rebuilds the file')
+  await recording
+  t.same(await store.get(sha(big)), computeSignature(big), 'the signature is whole all the same')
 })
