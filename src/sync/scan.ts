@@ -304,7 +304,15 @@ const listed = (stats: Stats): Listed => ({
 const sourceFile = (path: string, abs: string, stats: Pick<Listed, 'size' | 'mtimeMs' | 'ino' | 'mode'>): SourceFile => ({path, abs, size: stats.size, mtimeMs: stats.mtimeMs, ino: stats.ino, mode: stats.mode})
 
 /** Where the files of a walk are, and how to hash them (see ScanOptions). */
-export type HashOptions = Pick<ScanOptions, 'cacheFile' | 'only' | 'blocking'> & {root: string}
+export type HashOptions = Pick<ScanOptions, 'cacheFile' | 'only' | 'blocking'> & {
+  root: string
+  /**
+   * Told, before any file is read, which paths the hash cache could not answer for and which
+   * paths it knew that the walk no longer found: the publish looks at those on the slaves while
+   * the files are read (see earlyProbes in publish.ts).
+   */
+  onCandidates?: (paths: string[]) => void
+}
 
 /**
  * Gives every file of a walk of `root` its content hash: from the cache when size, mtime and
@@ -330,14 +338,24 @@ export async function hashSourceFirst(tree: SourceTree, options: HashOptions): P
   const entries: SourceEntry[] = []
   const toRead: SourceFile[] = []
   const previous = new Map<string, string>()
+  let known = 0
   for (const file of files) {
     const row = cache.get(file.path)
+    if (row) known++
     if (row && row[0] === file.size && row[1] === file.mtimeMs && row[2] === file.ino) {
       entries.push(entry(file, row[3]))
       continue
     }
     if (row) previous.set(file.path, row[3])
     toRead.push(file)
+  }
+  // The files' paths as a set, made at most once: for the paths gone, and the cache's pruning.
+  let paths: Set<string> | undefined
+  const pathSet = () => (paths ??= new Set(files.map((f) => f.path)))
+  if (options.onCandidates) {
+    const candidates = toRead.map((f) => f.path)
+    if (known < cache.size && !options.only) for (const path of cache.keys()) if (!pathSet().has(path)) candidates.push(path)
+    options.onCandidates(candidates)
   }
   // Largest first: a big file read last would be the whole wait.
   toRead.sort((a, b) => b.size - a.size)
@@ -376,7 +394,7 @@ export async function hashSourceFirst(tree: SourceTree, options: HashOptions): P
     await new Promise((resolve) => setImmediate(resolve))
     if (!options.only) {
       // Forget rows of files that are gone, so the cache does not grow for ever.
-      const live = new Set(entries.map((e) => e.path))
+      const live = pathSet()
       for (const key of cache.keys()) if (!live.has(key)) cache.delete(key)
     }
     await writeHashCache(cacheFile, cache)

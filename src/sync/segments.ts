@@ -37,7 +37,11 @@ export function createRouter(segments: readonly SegmentConfig[]): Router {
     const matches = (path: string) => globs(path) || (mimes.length > 0 && mimes.some((m) => m(mimeTypeOf(path))))
     return {segment, matches}
   })
-  const segmentFor = (path: string) => compiled.find((c) => c.matches(path))?.segment
+  // A plain loop: asked once per file of every publish, mostly before V8 compiles it.
+  const segmentFor = (path: string) => {
+    for (let i = 0; i < compiled.length; i++) if (compiled[i].matches(path)) return compiled[i].segment
+    return undefined
+  }
   const targetPath = (segment: SegmentConfig, path: string) => (segment.path ? `${segment.path}/${path}` : path)
   return {
     segmentFor,

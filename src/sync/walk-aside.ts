@@ -42,12 +42,20 @@ export interface WalkedTree {
   prefetch(request: ScanRequest): void
   /** Lets the worker go when the file list is not needed. */
   close(): void
+  /**
+   * The source paths the hashing must read (the hash cache could not answer for them) and those
+   * the cache knew that are gone, as soon as the hashing knows them, before it reads any file.
+   * Undefined when it ends without saying (it failed). Meanwhile the publish probes the slaves
+   * for the paths it will most likely change.
+   */
+  candidates(): Promise<readonly string[] | undefined>
 }
 
 type Message =
   | {type: 'summary'; print: string; count: number; warnings: ScanWarning[]}
   | {type: 'scanned'; result: Omit<ScanResult, 'entries'> & {entries: PackedEntries}}
   | {type: 'files'; files: SourceFile[]}
+  | {type: 'candidates'; paths: string[]}
   | {type: 'error'; error: {code: ErrorCode; message: string; path?: string; suggestion?: string}}
 
 /**
@@ -88,6 +96,8 @@ export async function walkAside(root: string, options: Pick<ScanOptions, 'exclud
     new Promise<Message | undefined>((resolve, reject) => {
       worker.ref()
       const onMessage = (message: Message) => {
+        // Told on the way (see hashed's listener), not an answer.
+        if (message.type === 'candidates') return
         off()
         resolve(message)
       }
@@ -123,6 +133,7 @@ export async function walkAside(root: string, options: Pick<ScanOptions, 'exclud
   if (first?.type !== 'summary') return fail(first)
   const summary = first
   let asked = false
+  const candidates = new Candidates()
   const scan = scanOnce(async (request) => {
     asked = true
     const answer = next()
@@ -130,8 +141,11 @@ export async function walkAside(root: string, options: Pick<ScanOptions, 'exclud
       worker.postMessage('files')
       const message = await answer
       if (message?.type !== 'files') return fail(message)
-      return hashSource({files: message.files, warnings: summary.warnings, print: summary.print}, {...request, root})
+      return hashSource({files: message.files, warnings: summary.warnings, print: summary.print}, {...request, root, onCandidates: candidates.found})
     }
+    worker.on('message', (message: Message) => {
+      if (message.type === 'candidates') candidates.found(message.paths)
+    })
     worker.postMessage(request)
     const message = await answer
     if (message?.type !== 'scanned') return fail(message)
@@ -142,13 +156,14 @@ export async function walkAside(root: string, options: Pick<ScanOptions, 'exclud
   return {
     print: summary.print,
     count: summary.count,
-    scan,
+    scan: candidates.told(scan),
     prefetch(request) {
       if (summary.count <= HASH_ASIDE_MAX_FILES) scan(request).catch(() => {})
     },
     close() {
       if (!asked) void worker.terminate()
     },
+    candidates: () => candidates.known,
   }
 }
 
@@ -160,46 +175,69 @@ function listedAside(root: string, options: Pick<ScanOptions, 'exclude'>, listed
   const aside = listed.listing.count <= HASH_ASIDE_MAX_FILES
   // Let go of once read: 100,000 files make a 7 MB listing.
   let kept: FindListing | undefined = listed.listing
+  const candidates = new Candidates()
   const scan = scanOnce(async (request) => {
     const listing = kept!
     kept = undefined
-    return aside ? hashInWorker(root, options, listing, request) : hashHere(root, options, listing, request)
+    const told = {...request, onCandidates: candidates.found}
+    return aside ? hashInWorker(root, options, listing, told) : hashHere(root, options, listing, told)
   })
   return {
     print: listed.print,
     count: listed.listing.count,
-    scan,
+    scan: candidates.told(scan),
     prefetch(request) {
       if (aside) scan(request).catch(() => {})
     },
     close() {
       kept = undefined
     },
+    candidates: () => candidates.known,
   }
 }
 
-function hashInWorker(root: string, options: Pick<ScanOptions, 'exclude'>, listing: FindListing, request: ScanRequest): Promise<ScanResult> {
+/** What a hashing tells of the paths it must read: once, by the hashing or (as unknown) by its end. */
+class Candidates {
+  private tell!: (paths: readonly string[] | undefined) => void
+  readonly known = new Promise<readonly string[] | undefined>((resolve) => (this.tell = resolve))
+  readonly found = (paths: readonly string[]) => this.tell(paths)
+
+  /** `scan`, telling "unknown" once its hashing is over without having said. */
+  told(scan: (request: ScanRequest) => Promise<ScanResult>): (request: ScanRequest) => Promise<ScanResult> {
+    return (request) => {
+      const result = scan(request)
+      result.then(() => this.tell(undefined), () => this.tell(undefined))
+      return result
+    }
+  }
+}
+
+type Told = ScanRequest & Pick<HashOptions, 'onCandidates'>
+
+function hashInWorker(root: string, options: Pick<ScanOptions, 'exclude'>, listing: FindListing, told: Told): Promise<ScanResult> {
+  const {onCandidates, ...request} = told
   let worker: Worker
   try {
     worker = new Worker(new URL('./walk-worker.js', import.meta.url), {workerData: {root, options: {exclude: options.exclude}, listing, request}})
   } catch {
-    return hashHere(root, options, listing, request)
+    return hashHere(root, options, listing, told)
   }
   // Referenced until it ends: it saves the hash cache after answering, and the process waits.
   return new Promise<ScanResult>((resolve, reject) => {
-    worker.once('message', (message: Message) => {
-      if (message.type === 'scanned') resolve({...message.result, entries: unpackEntries(message.result.entries)})
+    worker.on('message', (message: Message) => {
+      if (message.type === 'candidates') onCandidates?.(message.paths)
+      else if (message.type === 'scanned') resolve({...message.result, entries: unpackEntries(message.result.entries)})
       else reject(errorOf(message))
     })
     // A thread that cannot run here (not a hashing that failed): the same work, on this thread.
-    worker.once('error', () => resolve(hashHere(root, options, listing, request)))
+    worker.once('error', () => resolve(hashHere(root, options, listing, told)))
     worker.once('exit', () => reject(errorOf(undefined)))
   })
 }
 
 /** The files of find's listing, hashed on this thread. */
-async function hashHere(root: string, options: Pick<ScanOptions, 'exclude'>, listing: FindListing, request: ScanRequest): Promise<ScanResult> {
-  return hashSource(await collectSource(root, options, listing), {...request, root})
+async function hashHere(root: string, options: Pick<ScanOptions, 'exclude'>, listing: FindListing, told: Told): Promise<ScanResult> {
+  return hashSource(await collectSource(root, options, listing), {...told, root})
 }
 
 /** scan() made once: asked again with the same request (after a prefetch), the same answer. */
@@ -220,15 +258,19 @@ function errorOf(message: Message | undefined): MirrorError {
 
 function inline(root: string, walked: SourceTree): WalkedTree {
   let kept: SourceTree | undefined = walked
+  const candidates = new Candidates()
   return {
     print: walked.print,
     count: walked.files.length,
-    scan: scanOnce((request) => {
-      const tree = kept!
-      kept = undefined
-      return hashSource(tree, {...request, root})
-    }),
+    scan: candidates.told(
+      scanOnce((request) => {
+        const tree = kept!
+        kept = undefined
+        return hashSource(tree, {...request, root, onCandidates: candidates.found})
+      }),
+    ),
     prefetch() {},
     close() {},
+    candidates: () => candidates.known,
   }
 }

@@ -17,7 +17,9 @@ const {root, options, listing, request} = workerData as {root: string; options: 
 function hash(tree: SourceTree, request: ScanRequest): void {
   // This thread is the walk's own: blocking reads keep libuv's shared threadpool free. The
   // hashes go out first, the cache is saved after (a publish lasts longer than that).
-  hashSourceFirst(tree, {...request, root, blocking: true})
+  // The paths it must read go out first: the publish probes the slaves for them meanwhile.
+  const onCandidates = (paths: string[]) => port.postMessage({type: 'candidates', paths})
+  hashSourceFirst(tree, {...request, root, blocking: true, onCandidates})
     .then(
       async ({result, cacheSaved}) => {
         const entries = packEntries(result.entries, root)

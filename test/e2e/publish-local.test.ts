@@ -76,6 +76,20 @@ t.test('a second publish moves only the change and keeps the slave edit', async 
   const again = JSON.parse(noop.stdout)
   t.equal(again.hashed, 0, 'an unchanged tree is not read again')
   t.same(again.targets.map((o: {report: {sent: number}}) => o.report.sent), [0, 0, 0])
+
+  // Changes the hashing does not read (a mode, on the master) are looked at on the slave as
+  // well as those it does (the slaves are probed for those while the files are read).
+  await fs.writeFile(join(p.slave('www1'), 'css/site.css'), 'body{color:red} /* www1 */')
+  await fs.chmod(join(p.dir, 'public/css/site.css'), 0o600)
+  await fs.writeFile(join(p.slave('www2'), 'index.html'), '<html>www2 home</html>')
+  await fs.writeFile(join(p.dir, 'public/index.html'), '<html>newer home</html>')
+  const mixed = JSON.parse((await p.cli('publish', '--json')).stdout).targets as Array<{target: string; report: {sent: number; kept: unknown[]}}>
+  const kept = Object.fromEntries(mixed.map((o) => [o.target, o.report.kept]))
+  t.same(kept, {img: [], www1: [{path: 'css/site.css', reason: 'customized on the slave'}], www2: [{path: 'about.html', reason: 'customized on the slave'}, {path: 'index.html', reason: 'customized on the slave'}]}, 'the earlier edit on www2 is still kept too')
+  t.equal(await fs.readFile(join(p.slave('www1'), 'css/site.css'), 'utf8'), 'body{color:red} /* www1 */', 'the mode change did not overwrite the edit')
+  t.equal(await fs.readFile(join(p.slave('www2'), 'index.html'), 'utf8'), '<html>www2 home</html>')
+  t.equal(await fs.readFile(join(p.slave('www1'), 'index.html'), 'utf8'), '<html>newer home</html>')
+  t.equal((await fs.stat(join(p.slave('www2'), 'css/site.css'))).mode & 0o777, 0o600, 'the mode went where nothing was customized')
 })
 
 t.test('--force overwrites a customization and keeps a backup in the state', async (t) => {

@@ -1,3 +1,5 @@
+import {createHash} from 'node:crypto'
+import {writeFileSync} from 'node:fs'
 import * as fs from 'node:fs/promises'
 import {join} from 'node:path'
 
@@ -6,7 +8,7 @@ import t from 'tap'
 import {execFileSync} from 'node:child_process'
 
 import {listWithFind} from '../../../src/sync/find-listing.js'
-import {collectSource, listSource, packEntries, scanSource, unpackEntries, walkSource, type Lister} from '../../../src/sync/scan.js'
+import {collectSource, hashSource, listSource, packEntries, scanSource, unpackEntries, walkSource, type Lister} from '../../../src/sync/scan.js'
 import {tempDir, writeTree} from '../../helpers/site.js'
 
 t.test('scan hashes files, honours exclude, and caches hashes by size and mtime', async (t) => {
@@ -28,6 +30,36 @@ t.test('scan hashes files, honours exclude, and caches hashes by size and mtime'
   const fourth = await scanSource(join(dir, 'src'), {exclude: ['.git/**'], cacheFile})
   t.equal(fourth.hashed, 1, 'a touched file is read again')
   t.same([...fourth.previous!], [], 'same content: no previous version to speak of')
+})
+
+t.test('before reading any file, the scan tells which paths it must read and which are gone (the slaves are probed for them meanwhile)', async (t) => {
+  const dir = tempDir()
+  const root = join(dir, 'src')
+  await writeTree(root, {'same.html': 'same', 'edited.html': 'old', 'gone.html': 'bye', 'sub/kept.css': 'k'})
+  const cacheFile = join(dir, 'cache')
+  await scanSource(root, {exclude: [], cacheFile})
+  await fs.writeFile(join(root, 'edited.html'), 'new text')
+  await fs.writeFile(join(root, 'added.html'), 'hello')
+  await fs.rm(join(root, 'gone.html'))
+  const tree = await walkSource(root, {exclude: []})
+  let told: string[] | undefined
+  const scanned = await hashSource(tree, {
+    root,
+    cacheFile,
+    onCandidates: (paths) => {
+      told = [...paths].sort()
+      // Same size, so the walk's numbers still stand: the hash shows whether it was read after this.
+      writeFileSync(join(root, 'added.html'), 'HELLO')
+    },
+  })
+  t.same(told, ['added.html', 'edited.html', 'gone.html'], 'the edited and the added file, and the one gone; not the unchanged')
+  t.equal(scanned.hashed, 2)
+  t.equal(scanned.entries.find((e) => e.path === 'added.html')!.hash, createHash('sha256').update('HELLO').digest('hex'), 'told before the file was read')
+
+  let fresh: string[] | undefined
+  await writeTree(join(dir, 'fresh'), {'a.txt': 'a', 'b/c.txt': 'c'})
+  await hashSource(await walkSource(join(dir, 'fresh'), {exclude: []}), {root: join(dir, 'fresh'), cacheFile: join(dir, 'fresh-cache'), onCandidates: (paths) => (fresh = [...paths].sort())})
+  t.same(fresh, ['a.txt', 'b/c.txt'], 'with no cache, every file')
 })
 
 t.test('hostile names are published faithfully; symlinks out of the tree are not followed', async (t) => {
