@@ -2,7 +2,7 @@
 // their final names only after them; a publish stopped meanwhile lands no page and leaves no
 // temporary file. The target is mirror's own LocalTarget with a slow asset, nothing faked below.
 
-import {existsSync, mkdirSync, readdirSync, writeFileSync} from 'node:fs'
+import {existsSync, mkdirSync, readdirSync, rmSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 
@@ -209,3 +209,26 @@ class PatchingTarget extends StateWritesTarget {
     return this.writeState(name, Buffer.concat(ops.map((op) => (op.kind === 'copy' ? old.subarray(op.from, op.from + op.length) : data.subarray(op.offset, op.offset + op.length)))))
   }
 }
+
+t.test('after deletes, exactly the directories left empty go, deepest first; the slave\'s own files keep theirs', async (t) => {
+  const dir = tempDir('mirror-executor-')
+  const source = join(dir, 'public')
+  const slave = join(dir, 'slave')
+  const files: Record<string, string> = {'index.html': 'home', 'a/keep.html': 'k', 'a/b/c/gone.html': 'g', 'a/b/c/gone2.html': 'g', 'a/b/d/kept.html': 'k', 'x/y/gone.html': 'g', 'x/y/z/gone.html': 'g', 'm/n/gone.html': 'g', 'm/own/.keep': 'k'}
+  for (let i = 0; i < 50; i++) files[`a/b/d/page-${i}.html`] = `p${i}`
+  await writeTree(source, files)
+  mkdirSync(slave)
+  writeFileSync(join(dir, 'mirror.config.yaml'), `source: ./public\nstate: ./state\ntargets:\n  www: {url: "file://${slave}", state: "${join(dir, 'slave-state')}"}\n`)
+  const config = await loadConfig({cwd: dir})
+  t.equal((await publish(config)).targets[0].error, undefined)
+  // Deleted on the master: whole directories, and files beside others that stay.
+  for (const path of ['a/b/c/gone.html', 'a/b/c/gone2.html', 'x/y/gone.html', 'x/y/z/gone.html', 'm/n/gone.html', 'm/own/.keep']) rmSync(join(source, path))
+  writeFileSync(join(slave, 'm/own/.keep'), 'the slave\'s own now')
+  const result = await publish(config)
+  t.equal(result.targets[0].error, undefined)
+  t.notOk(existsSync(join(slave, 'a/b/c')), 'a/b/c emptied: gone')
+  t.ok(existsSync(join(slave, 'a/b/d/kept.html')) && existsSync(join(slave, 'a/keep.html')), 'its parents hold other files: kept')
+  t.notOk(existsSync(join(slave, 'x')), 'x/y/z, x/y and x emptied: all gone')
+  t.notOk(existsSync(join(slave, 'm/n')), 'm/n emptied: gone')
+  t.ok(existsSync(join(slave, 'm/own')), 'a directory holding a file the slave changed stays')
+})
