@@ -80,3 +80,29 @@ t.test('a disk already full, with the state on it too: a clear DISK_FULL, nothin
   t.same([...inVolume.keys()].filter((k) => !['www', 'www/huge-log.txt', 'state'].includes(k)), [], 'nothing half-written, no temporary file, no lock left')
   await guard.check(t)
 })
+
+t.test('the disk fills while big files share the connection\'s chunks in flight: every file whole or absent, nothing left behind', async (t) => {
+  // Five 3 MB files at once: more chunks than the connection keeps in flight, so some wait
+  // for a slot when the disk fills; none of them may write where a closed file was.
+  const files: Record<string, Buffer | string> = {'index.html': '<html>home</html>'}
+  for (let i = 0; i < 5; i++) files[`media/clip-${i}.bin`] = randomBytes(3 << 20)
+  const p = await faultProject(t, {slaves: ['small'], files})
+  const small = p.slaves.small
+  mountTmpfs(p, small.root, '8m')
+  const guard = await guardOutside(p)
+
+  const r = await p.json(['publish'])
+  t.equal(r.code, 1, 'exit 1: its only target failed')
+  t.equal(p.outcome(r.out, 'small').error?.code, 'DISK_FULL')
+  await assertWhole(t, small.root, (path) => (files[path] === undefined ? undefined : [files[path]]))
+  t.same(await leftovers(small.root), [], 'temporary files removed')
+  t.ok((await countFiles(small.root)) < 6, 'not everything fitted')
+  await assertManifestTruthful(t, small)
+
+  sh('mount', ['-o', 'remount,size=32m', small.root])
+  const again = await p.json(['publish'])
+  t.equal(again.code, 0, again.stderr)
+  t.equal(await countFiles(small.root), 6, 'with room again, the next publish finishes the job')
+  await assertWhole(t, small.root, (path) => (files[path] === undefined ? undefined : [files[path]]), 'every file whole')
+  await guard.check(t)
+})

@@ -39,9 +39,17 @@ const TRANSFERS_PER_CHANNEL = 16
 const MAX_CHANNELS = 4
 
 /**
+ * File chunks a connection has read and not yet seen answered, at least: enough to keep its
+ * channels' send windows full (see chunksInFlight).
+ */
+const CHUNKS_IN_FLIGHT_MIN = 64
+/** ... and at most, also when the window is not capped (a server other than OpenSSH). */
+const CHUNKS_IN_FLIGHT_MAX = 512
+
+/**
  * The read buffers of whole-file uploads, used again once the write that sent one is answered.
- * V8 counts buffers as external memory and starts a full collection for every 64 MB of new
- * ones: a first publish reads hundreds of megabytes through here, a new buffer per chunk.
+ * V8 counts buffers as external memory and collects for every few dozen megabytes of new ones:
+ * a first publish reads hundreds of megabytes through here, a new buffer per chunk.
  */
 const readBuffers = {
   free: [] as Buffer[],
@@ -49,8 +57,8 @@ const readBuffers = {
     return this.free.pop() ?? Buffer.allocUnsafe(CHUNK)
   },
   give(buffer: Buffer): void {
-    // Enough for the chunks in flight of a few transfers; more are left to the collector.
-    if (this.free.length < 4 * FILE_WINDOW) this.free.push(buffer)
+    // Enough for the chunks in flight of four targets; more are left to the collector.
+    if (this.free.length < 4 * CHUNKS_IN_FLIGHT_MIN) this.free.push(buffer)
   },
 }
 
@@ -94,6 +102,13 @@ export class SftpTarget implements Target {
   private remoteHash = true
   /** False once `tar` on the slave failed us: files go one by one over SFTP from then on. */
   private bulk = true
+  /**
+   * Chunks of file data read and not yet answered, over all of this target's uploads. Each
+   * upload keeps FILE_WINDOW in flight, but 32 uploads at once had 16 MB per slave waiting behind
+   * the capped send windows, read and copied into requests already: memory, and new buffers
+   * that kept the collector busy (a quarter of a first publish's CPU went to collections).
+   */
+  private readonly chunkSlots = pLimit(CHUNKS_IN_FLIGHT_MIN)
   private lockToken: string | undefined
   /**
    * The manifest's stat, asked at connect time with the root's: the quick noop's one question
@@ -338,27 +353,32 @@ export class SftpTarget implements Target {
       throw withContext(error, this.name, path)
     }
     const limit = pLimit(FILE_WINDOW)
+    let stopped = false
     try {
       size = data ? data.length : (await local!.stat()).size
       // Exclusive create: never opens through something (even a symlink) already at that name.
       handle = await channel.open(temp, 'wx', {mode: 0o600})
       const openHandle = handle
-      const writeChunk = async (offset: number) => {
-        const length = Math.min(CHUNK, size - offset)
-        // The caller's bytes go as they are: the request is a copy of them.
-        if (data) {
-          await channel.write(openHandle, data, offset, length, offset)
-          written += length
-          return
-        }
-        const buffer = readBuffers.take()
-        const {bytesRead} = await local!.read(buffer, 0, length, offset)
-        if (bytesRead !== length) throw changedWhileSent(this.name, path)
-        await channel.write(openHandle, buffer, 0, bytesRead, offset)
-        // Only once answered: a write longer than the server takes goes in parts, from this buffer.
-        readBuffers.give(buffer)
-        written += bytesRead
-      }
+      const writeChunk = (offset: number) =>
+        this.inChunkSlot(async () => {
+          // A chunk still waiting for its slot when the upload failed: its handle is closed, and
+          // the server may give the number to the next file it opens.
+          if (stopped) return
+          const length = Math.min(CHUNK, size - offset)
+          // The caller's bytes go as they are: the request is a copy of them.
+          if (data) {
+            await channel.write(openHandle, data, offset, length, offset)
+            written += length
+            return
+          }
+          const buffer = readBuffers.take()
+          const {bytesRead} = await local!.read(buffer, 0, length, offset)
+          if (bytesRead !== length) throw changedWhileSent(this.name, path)
+          await channel.write(openHandle, buffer, 0, bytesRead, offset)
+          // Only once answered: a write longer than the server takes goes in parts, from this buffer.
+          readBuffers.give(buffer)
+          written += bytesRead
+        })
       const seconds = Math.floor(options.mtimeMs / 1000)
       const finish = () => {
         // sftp-server answers in order: attributes and close can go out together, behind the
@@ -380,6 +400,7 @@ export class SftpTarget implements Target {
       await options.landAfter
       await this.replaceFile(channel, temp, path)
     } catch (error) {
+      stopped = true
       limit.clearQueue()
       throw await this.abandon(channel, error, path, temp, handle, size - written)
     } finally {
@@ -508,6 +529,7 @@ export class SftpTarget implements Target {
     let handle: Buffer | undefined
     let size = 0
     const limit = pLimit(FILE_WINDOW)
+    let stopped = false
     const local = await openLocal(localPath, 'r').catch((error) => {
       throw withContext(error, this.name, path)
     })
@@ -538,13 +560,16 @@ export class SftpTarget implements Target {
         }
         for (let done = 0; done < op.length; done += CHUNK) {
           const length = Math.min(CHUNK, op.length - done)
-          jobs.push(async () => {
-            const buffer = readBuffers.take()
-            const {bytesRead} = await local.read(buffer, 0, length, op.offset + done)
-            if (bytesRead !== length) throw changedWhileSent(this.name, path)
-            await channel.write(to, buffer, 0, length, at + done)
-            readBuffers.give(buffer)
-          })
+          jobs.push(() =>
+            this.inChunkSlot(async () => {
+              if (stopped) return
+              const buffer = readBuffers.take()
+              const {bytesRead} = await local.read(buffer, 0, length, op.offset + done)
+              if (bytesRead !== length) throw changedWhileSent(this.name, path)
+              await channel.write(to, buffer, 0, length, at + done)
+              readBuffers.give(buffer)
+            }),
+          )
         }
       }
       await Promise.all(jobs.map((job) => limit(job)))
@@ -557,6 +582,7 @@ export class SftpTarget implements Target {
       await options.landAfter
       await this.replace(channel, temp, final)
     } catch (error) {
+      stopped = true
       limit.clearQueue()
       throw await this.abandon(channel, error, path, temp, handle, size)
     } finally {
@@ -601,7 +627,19 @@ export class SftpTarget implements Target {
     return this.fail(error, path)
   }
 
-  /** Renames `from` over `to` atomically (posix-rename), or as close as the server allows. */
+  /**
+   * Runs `job` (read a chunk, write it, wait for the answer) once this target has fewer chunks in
+   * flight than twice what its channels' send windows hold (CHUNKS_IN_FLIGHT_MIN to _MAX): the
+   * rest would only wait in ssh2's queue, read and copied already.
+   */
+  private inChunkSlot<T>(job: () => Promise<T>): Promise<T> {
+    const conn = this.connection
+    const cap = conn.sendWindowCap
+    const wanted = Number.isFinite(cap) ? Math.ceil((2 * conn.wantedChannels * cap) / CHUNK) : CHUNKS_IN_FLIGHT_MAX
+    this.chunkSlots.concurrency = Math.min(CHUNKS_IN_FLIGHT_MAX, Math.max(CHUNKS_IN_FLIGHT_MIN, wanted))
+    return this.chunkSlots(job)
+  }
+
   /**
    * Renames a complete temporary file over the published `path`. A directory in the way makes
    * the rename fail (it is never replaced); only then is the path looked at, to say so.
@@ -616,6 +654,7 @@ export class SftpTarget implements Target {
     }
   }
 
+  /** Renames `from` over `to` atomically (posix-rename), or as close as the server allows. */
   private async replace(channel: SftpChannel, from: string, to: string): Promise<void> {
     if (this.connection.extensions.posixRename) {
       await channel.posixRename(from, to)
