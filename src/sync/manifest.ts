@@ -189,11 +189,9 @@ export function manifestStream(head: Omit<Manifest, 'files'>, rows: ManifestRows
 
 /** The fingerprint (see `fingerprint`) of rows already in path order. */
 export function rowsFingerprint(rows: Iterable<readonly [string, {hash: string; mode: number}]>): string {
-  return digestLines(
-    (function* () {
-      for (const [path, c] of rows) yield fingerprintLine(path, c)
-    })(),
-  )
+  const lines = new FingerprintLines()
+  for (const [path, c] of rows) lines.add(path, c.hash, c.mode)
+  return lines.digest()
 }
 
 /**
@@ -352,14 +350,49 @@ export function fingerprint(paths: Iterable<string>, contentOf: (path: string) =
   // Rows sort as their paths do (a path ends at the NUL, which sorts first), so the rows are
   // hashed in path order without building them all first.
   const sorted = [...paths].sort()
-  return digestLines(
-    (function* () {
-      for (const path of sorted) yield fingerprintLine(path, contentOf(path))
-    })(),
-  )
+  const lines = new FingerprintLines()
+  for (let i = 0; i < sorted.length; i++) {
+    const c = contentOf(sorted[i])
+    lines.add(sorted[i], c.hash, c.mode)
+  }
+  return lines.digest()
 }
 
-const fingerprintLine = (path: string, c: {hash: string; mode: number}) => `${path}\0${c.hash}\0${c.mode}\n`
+/**
+ * The SHA-256 of lines `path NUL hash NUL mode LF`, written into one buffer and hashed 64 KB
+ * at a time. A string per line, joined into pieces, took 45 ms for 20,000 rows on the way to
+ * every changed publish's transfers (the code runs once, mostly before V8 compiles it).
+ */
+class FingerprintLines {
+  private readonly hash = createHash('sha256')
+  private buffer = Buffer.allocUnsafe(FINGERPRINT_CHUNK)
+  private at = 0
+
+  add(path: string, hash: string, mode: number): void {
+    // Room for the longest the line can be: three bytes per UTF-16 unit of the path.
+    const most = path.length * 3 + hash.length * 3 + 24
+    if (this.at + most > this.buffer.length) {
+      this.hash.update(this.buffer.subarray(0, this.at))
+      this.at = 0
+      if (most > this.buffer.length) this.buffer = Buffer.allocUnsafe(most)
+    }
+    const buffer = this.buffer
+    let at = this.at
+    at += buffer.write(path, at)
+    buffer[at++] = 0
+    at += buffer.write(hash, at)
+    buffer[at++] = 0
+    at += buffer.write(String(mode), at)
+    buffer[at++] = 10
+    this.at = at
+  }
+
+  digest(): string {
+    return this.hash.update(this.buffer.subarray(0, this.at)).digest('hex')
+  }
+}
+
+const FINGERPRINT_CHUNK = 64 * 1024
 
 /**
  * The journal: while a long publish runs, the manifest is written once as incomplete and what

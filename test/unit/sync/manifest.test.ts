@@ -170,3 +170,18 @@ t.test('targets whose manifests differ only in their heads share the delta of th
   }
   t.equal((bodies as unknown as {diffs: unknown[]}).diffs.length, 1, "the files' delta was made once, for both targets")
 })
+
+t.test('a fingerprint digests "path NUL hash NUL mode LF" in path order: the records kept by earlier versions stay valid', async (t) => {
+  const {createHash} = await import('node:crypto')
+  const content = new Map<string, {hash: string; mode: number}>([
+    ['z.html', {hash: 'c'.repeat(64), mode: 0o644}],
+    ['café/ünï.html', {hash: 'b'.repeat(64), mode: 0o600}],
+    [`deep/${'long-name-'.repeat(8000)}.html`, {hash: 'a'.repeat(64), mode: 0o7777}],
+    ['a.html', {hash: 'd'.repeat(64), mode: 0}],
+  ])
+  for (let i = 0; i < 3000; i++) content.set(`pages/p-${i}.html`, {hash: i.toString(16).padStart(64, '0'), mode: 0o644})
+  const sorted = [...content.keys()].sort()
+  const expected = createHash('sha256').update(sorted.map((p) => `${p}\0${content.get(p)!.hash}\0${content.get(p)!.mode}\n`).join('')).digest('hex')
+  t.equal(fingerprint(content.keys(), (p) => content.get(p)!), expected, 'over a path longer than a chunk, and odd characters')
+  t.equal(rowsFingerprint(sorted.map((p) => [p, content.get(p)!] as const)), expected, 'the same from rows')
+})
