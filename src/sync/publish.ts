@@ -328,7 +328,11 @@ async function pruneSignatures(signatures: SignatureStore, entries: readonly Sou
 /** The content hashes of a manifest's large files: the versions a delta could be made against. */
 function largeVersions(files: WrittenManifest['files']): Set<string> {
   const versions = new Set<string>()
-  for (const [, record] of typeof files === 'function' ? files() : files) if (deltaSized(record.size)) versions.add(record.hash)
+  if (typeof files === 'function') {
+    for (const [, record] of files()) if (deltaSized(record.size)) versions.add(record.hash)
+  } else {
+    files.forEach((record) => deltaSized(record.size) && versions.add(record.hash))
+  }
   return versions
 }
 
