@@ -264,7 +264,16 @@ export async function collectSource(root: string, options: Pick<ScanOptions, 'ex
     else files.push(sourceFile(path, resolved.abs, resolved.stats))
   }
   files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0))
-  return {files, warnings, print: treePrint(files, rootSlash)}
+  // Made when asked: a tree read from find's listing is hashed, and its print (a pass over every
+  // file, 20 ms of the hashing thread's way to the hashes) is find's own.
+  let print: string | undefined
+  return {
+    files,
+    warnings,
+    get print() {
+      return (print ??= treePrint(files, rootSlash))
+    },
+  }
 }
 
 /**
