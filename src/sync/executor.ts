@@ -8,7 +8,7 @@ import {MirrorError, withContext} from '../errors.js'
 import {parentDirs} from '../targets/paths.js'
 import type {RemoteStat, StateBytes, Target} from '../targets/target.js'
 import type {PublishEvent} from './events.js'
-import {JOURNAL, journalHeader, journalLine, manifestStream, serializeManifest, type Manifest, type ManifestBodies, type ManifestRecord, type ManifestRows, type WrittenManifest} from './manifest.js'
+import {JOURNAL, journalHeader, journalLine, manifestStream, serializeManifest, type Manifest, type ManifestBodies, type ManifestRecord, type ManifestRows, type RowChange, type WrittenManifest} from './manifest.js'
 import type {Action, TargetPlan} from './plan.js'
 import {recordAfter} from './planner.js'
 import {DELTA_MIN_SIZE, deltaSized, diffBuffers} from './delta.js'
@@ -102,6 +102,16 @@ export async function executePlan(target: Target, plan: TargetPlan, options: Exe
   function* changes() {
     for (let i = 0; i < recorded.length; i++) if (recorded[i]) yield journalLine(plan.actions[i].path, recordAfter(plan.actions[i])!)
   }
+  // The recorded changes as rows in path order: a new record, or null for a path that leaves.
+  const changedRows = () => {
+    const rows: RowChange[] = []
+    for (let i = 0; i < recorded.length; i++) {
+      if (!recorded[i]) continue
+      const record = recordAfter(plan.actions[i])
+      if (record !== undefined) rows.push([plan.actions[i].path, record])
+    }
+    return rows.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
+  }
   // The paths the manifest holds now, without building its map: the base's not deleted, and those added.
   function* publishedPaths() {
     const gone = new Set<string>()
@@ -151,7 +161,10 @@ export async function executePlan(target: Target, plan: TargetPlan, options: Exe
         // big site sends the rows that changed, not 13 MB); else they are written as they are made.
         data = patchable(target, onSlave, stream.size) ? Buffer.concat([...stream.chunks()], stream.size) : stream
       } else {
-        const body = final ? options.bodies?.get(base, changes(), currentFiles) : undefined
+        // The manifest on the slave holds exactly the base when nothing was written since: the
+        // new rows are spliced from its bytes.
+        const spliceable = options.base.complete && onSlave !== undefined && onSlave === options.baseBytes
+        const body = final ? options.bodies?.get(base, changes(), currentFiles, spliceable ? () => ({manifest: onSlave!, rows: changedRows()}) : undefined) : undefined
         const files = body?.files ?? currentFiles()
         data = serializeManifest({...head, files}, undefined, body)
         manifest = {...head, files}

@@ -148,6 +148,98 @@ function measure(rows: Iterable<readonly [string, ManifestRecord]> | {paths: rea
   return {bytes, checksum: checksum.update('}').digest('hex')}
 }
 
+/** A path's new record, or null when it leaves the manifest. */
+export type RowChange = readonly [path: string, record: ManifestRecord | null]
+
+/**
+ * The rows of a manifest (the bytes between the braces of "files") made from the rows of the
+ * previous one and what changed since: runs of unchanged rows are copied, only changed rows are
+ * made. Also the delta from the previous rows to the new ones, known here without a search.
+ * `previous` must be the rows of a manifest whose files are exactly `basePaths` (sorted), and
+ * `changes` sorted by path. Undefined when a row is not found where it should be (the caller
+ * then makes every row).
+ *
+ * A change of a few hundred files in a 20,000-file manifest made every row again (70-90 ms,
+ * code run once per publish) and then searched the old bytes for what could be copied (25 ms).
+ */
+export function spliceRows(previous: Buffer, basePaths: readonly string[], changes: readonly RowChange[]): {rows: Buffer; delta: Delta} | undefined {
+  const pieces: Buffer[] = []
+  const ops: DeltaOp[] = []
+  let at = 0
+  let literal = ''
+  let literalBytes = 0
+  let empty = true
+  const flushLiteral = () => {
+    if (!literal) return
+    const bytes = Buffer.from(literal)
+    const last = ops[ops.length - 1]
+    if (last?.kind === 'data' && last.offset + last.length === at) last.length += bytes.length
+    else ops.push({kind: 'data', offset: at, length: bytes.length})
+    pieces.push(bytes)
+    at += bytes.length
+    literalBytes += bytes.length
+    literal = ''
+  }
+  const separate = () => {
+    if (!empty) literal += ','
+    empty = false
+  }
+  // Rows of the previous bytes from `from` (a row's start) up to the row starting at `to`.
+  const copyRows = (from: number, to: number) => {
+    const end = to < previous.length ? to - 1 : to
+    if (end <= from) return
+    separate()
+    flushLiteral()
+    ops.push({kind: 'copy', from, length: end - from})
+    pieces.push(previous.subarray(from, end))
+    at += end - from
+  }
+  let cursor = 0
+  // A row starts after the opening brace or a comma; a quote inside a path is escaped.
+  const findRow = (path: string): {start: number; end: number} | undefined => {
+    const needle = Buffer.from(`${JSON.stringify(path)}:[`)
+    let start = previous.indexOf(needle, cursor)
+    while (start > 0 && previous[start - 1] !== 0x2c) start = previous.indexOf(needle, start + 1)
+    if (start < 0) return undefined
+    const close = previous.indexOf(0x5d, start + needle.length)
+    return close < 0 ? undefined : {start, end: close + 1}
+  }
+  const after = (end: number) => (previous[end] === 0x2c ? end + 1 : end)
+  let next = 0
+  for (const [path, record] of changes) {
+    // The first base path not before this one: the change's own row, or the row it goes before.
+    while (next < basePaths.length && basePaths[next] < path) next++
+    const there = next < basePaths.length && basePaths[next] === path
+    if (there) {
+      const row = findRow(path)
+      if (!row) return undefined
+      copyRows(cursor, row.start)
+      if (record) {
+        separate()
+        literal += rowText(true, path, record)
+      }
+      cursor = after(row.end)
+      next++
+      continue
+    }
+    if (!record) continue
+    if (next < basePaths.length) {
+      const row = findRow(basePaths[next])
+      if (!row) return undefined
+      copyRows(cursor, row.start)
+      cursor = row.start
+    } else {
+      copyRows(cursor, previous.length)
+      cursor = previous.length
+    }
+    separate()
+    literal += rowText(true, path, record)
+  }
+  copyRows(cursor, previous.length)
+  flushLiteral()
+  return {rows: Buffer.concat(pieces, at), delta: {ops, literalBytes}}
+}
+
 /** A manifest's files as rows in path order (as `sort()` orders them), made anew at each call. */
 export type ManifestRows = () => Iterable<readonly [path: string, record: ManifestRecord]>
 
@@ -204,19 +296,52 @@ export function rowsFingerprint(rows: Iterable<readonly [string, {hash: string; 
  * checksummed once instead of once per target. Keyed by the base's files map (targets whose
  * bases are equal share it, see ParsedFiles) and a digest of the changes recorded over it.
  */
+const OPEN = Buffer.from('{')
+const CLOSE = Buffer.from('}')
+
 export class ManifestBodies {
   private readonly byBase = new WeakMap<Map<string, ManifestRecord>, Map<string, ManifestBody>>()
   /** The last few deltas between "files" parts (bytes), newest last. */
   private readonly diffs: Array<{from: Buffer; to: Buffer; delta: Delta}> = []
 
-  /** The body of `base` with `changes` (journal lines, in path order) applied; `build` makes its files when none is known yet. */
-  get(base: Map<string, ManifestRecord>, changes: Iterable<string>, build: () => Map<string, ManifestRecord>): ManifestBody {
+  /**
+   * The body of `base` with `changes` (journal lines, in path order) applied; `build` makes its
+   * files when none is known yet. With `previous` (the bytes of a manifest whose files are
+   * exactly `base`, and the same changes as rows), its rows are spliced from those bytes rather
+   * than all made again, and the delta between the two is known for `diff`.
+   */
+  get(base: Map<string, ManifestRecord>, changes: Iterable<string>, build: () => Map<string, ManifestRecord>, previous?: () => {manifest: Buffer; rows: readonly RowChange[]}): ManifestBody {
     const key = digestLines(changes)
     let bodies = this.byBase.get(base)
     if (!bodies) this.byBase.set(base, (bodies = new Map()))
     let body = bodies.get(key)
-    if (!body) bodies.set(key, (body = manifestBody(build())))
+    if (!body) bodies.set(key, (body = (previous && this.spliced(base, previous(), build)) ?? manifestBody(build())))
     return body
+  }
+
+  private readonly sortedPaths = new WeakMap<Map<string, ManifestRecord>, string[]>()
+
+  private spliced(base: Map<string, ManifestRecord>, previous: {manifest: Buffer; rows: readonly RowChange[]}, build: () => Map<string, ManifestRecord>): ManifestBody | undefined {
+    const part = filesPart(previous.manifest)
+    if (!part) return undefined
+    // The "files" object, braces included (as `diff` cuts it), and its rows.
+    const from = previous.manifest.subarray(part.start, part.end)
+    if (from.length < 2 || from[0] !== 0x7b || from[from.length - 1] !== 0x7d) return undefined
+    let paths = this.sortedPaths.get(base)
+    if (!paths) this.sortedPaths.set(base, (paths = [...base.keys()].sort()))
+    const made = spliceRows(from.subarray(1, -1), paths, previous.rows)
+    if (!made) return undefined
+    const to = Buffer.concat([OPEN, made.rows, CLOSE])
+    const ops: DeltaOp[] = [{kind: 'copy', from: 0, length: 1}]
+    for (const op of made.delta.ops) ops.push(op.kind === 'copy' ? {...op, from: op.from + 1} : {...op, offset: op.offset + 1})
+    ops.push({kind: 'copy', from: from.length - 1, length: 1})
+    this.remember({from, to, delta: {ops, literalBytes: made.delta.literalBytes}})
+    return {files: build(), rows: made.rows, checksum: createHash('sha256').update(to).digest('hex')}
+  }
+
+  private remember(diff: {from: Buffer; to: Buffer; delta: Delta}): void {
+    // A publish has a few distinct manifests at most; older ones are not asked for again.
+    if (this.diffs.push(diff) > 4) this.diffs.shift()
   }
 
   /**
@@ -231,11 +356,7 @@ export class ManifestBodies {
     const from = previous.subarray(old.start, old.end)
     const to = data.subarray(next.start, next.end)
     let made = this.diffs.find((d) => d.from.equals(from) && d.to.equals(to))
-    if (!made) {
-      made = {from, to, delta: diffBuffers(from, to, blockSize)}
-      // A publish has a few distinct manifests at most; older ones are not asked for again.
-      if (this.diffs.push(made) > 4) this.diffs.shift()
-    }
+    if (!made) this.remember((made = {from, to, delta: diffBuffers(from, to, blockSize)}))
     // The head and the end are sent as they are: a few hundred bytes.
     const ops: DeltaOp[] = [{kind: 'data', offset: 0, length: next.start}]
     for (const op of made.delta.ops) ops.push(op.kind === 'copy' ? {...op, from: op.from + old.start} : {...op, offset: op.offset + next.start})

@@ -185,3 +185,58 @@ t.test('a fingerprint digests "path NUL hash NUL mode LF" in path order: the rec
   t.equal(fingerprint(content.keys(), (p) => content.get(p)!), expected, 'over a path longer than a chunk, and odd characters')
   t.equal(rowsFingerprint(sorted.map((p) => [p, content.get(p)!] as const)), expected, 'the same from rows')
 })
+
+t.test('a manifest\'s rows spliced from the previous ones are the rows made anew, and its delta rebuilds them', async (t) => {
+  const {manifestBody, spliceRows} = await import('../../../src/sync/manifest.js')
+  let seed = 7
+  const random = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648)
+  const odd = ['a"quote.html', 'comma,here.html', 'bracket].html', 'café/ünï.html', 'back\\slash.html', 'new\nline.html', '"x":[.html', 'z']
+  const record = (i: number) => ({hash: i.toString(16).padStart(64, '0'), size: i, mtimeMs: 1_700_000_000_000 + i * 1000, mode: 0o644})
+  for (let round = 0; round < 40; round++) {
+    const base = new Map<string, ReturnType<typeof record>>()
+    const count = round === 0 ? 0 : 1 + Math.floor(random() * 300)
+    for (let i = 0; i < count; i++) base.set(`d${Math.floor(random() * 20)}/p${Math.floor(random() * 1000)}.html`, record(i))
+    for (const path of odd) if (random() < 0.5) base.set(path, record(99))
+    const next = new Map(base)
+    const changes = new Map<string, ReturnType<typeof record> | null>()
+    for (const path of base.keys()) {
+      const r = random()
+      if (r < 0.1) changes.set(path, null)
+      else if (r < 0.2) changes.set(path, record(5000 + Math.floor(random() * 100)))
+    }
+    for (let i = 0; i < 20; i++) if (random() < 0.5) changes.set(`d${Math.floor(random() * 22)}/added-${i}.html`, record(7000 + i))
+    for (const path of odd) if (!base.has(path) && random() < 0.3) changes.set(path, record(8000))
+    if (random() < 0.2) changes.set('not/there.html', null)
+    for (const [path, r] of changes) r ? next.set(path, r) : next.delete(path)
+    const previous = manifestBody(base).rows
+    const sorted = [...changes].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
+    const spliced = spliceRows(previous, [...base.keys()].sort(), sorted)
+    const made = manifestBody(next)
+    t.ok(spliced, `round ${round}: spliced`)
+    t.equal(spliced!.rows.toString(), made.rows.toString(), `round ${round}: the same rows as made anew`)
+    t.same(applyDelta(previous, spliced!.rows, spliced!.delta), spliced!.rows, `round ${round}: the delta rebuilds them`)
+  }
+  t.equal(spliceRows(Buffer.from('"a":["x",1,2,3]'), ['a', 'b'], [['b', null]]), undefined, 'a row that is not there: undefined')
+})
+
+t.test('final bodies spliced from the manifest on the slave: the same bytes and checksum as made anew, and a delta that rebuilds them', async (t) => {
+  const {manifestBody} = await import('../../../src/sync/manifest.js')
+  const record = (i: number) => ({hash: i.toString(16).padStart(64, '0'), size: i, mtimeMs: 1_700_000_000_000, mode: 0o644})
+  const base = new Map<string, ReturnType<typeof record>>()
+  for (let i = 0; i < 3000; i++) base.set(`news/${String(i).padStart(5, '0')}.html`, record(i))
+  const previous = serializeManifest({...emptyManifest('www'), generation: 4, files: base})
+  const rows: Array<readonly [string, ReturnType<typeof record> | null]> = [['news/00010.html', null], ['news/00500.html', record(9999)], ['news/00500a.html', record(7)], ['zz/new.html', record(8)]]
+  const next = new Map(base)
+  for (const [path, r] of rows) r ? next.set(path, r) : next.delete(path)
+  const bodies = new ManifestBodies()
+  const lines = rows.map(([path, r]) => journalLine(path, r))
+  const body = bodies.get(base, lines, () => next, () => ({manifest: previous, rows}))
+  const made = manifestBody(next)
+  t.equal(body.rows.toString(), made.rows.toString(), 'the same rows')
+  t.equal(body.checksum, made.checksum, 'the same checksum')
+  const data = serializeManifest({...emptyManifest('www'), generation: 5, files: next}, undefined, body)
+  t.same(parseManifest(data, 'www').files, next, 'it reads back as the new files')
+  const delta = bodies.diff(previous, data, 256)
+  t.same(applyDelta(previous, data, delta), data, 'the delta rebuilds it from the previous bytes')
+  t.ok(delta.literalBytes < 1000, `only the changed rows are sent (${delta.literalBytes} bytes)`)
+})
