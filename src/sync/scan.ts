@@ -151,6 +151,9 @@ const HASH_CONCURRENCY = 16
  */
 const HELPED_FROM_BYTES = 128 << 20
 
+/** The paths told before any is read (HashOptions.onCandidates): up to this many, or a tenth of the files. */
+const CANDIDATES_MIN = 1000
+
 /** A source file as the walk found it: what the hash cache and the tree's print are keyed by. */
 export interface SourceFile {
   path: string
@@ -318,7 +321,8 @@ export type HashOptions = Pick<ScanOptions, 'cacheFile' | 'only' | 'blocking'> &
   /**
    * Told, before any file is read, which paths the hash cache could not answer for and which
    * paths it knew that the walk no longer found: the publish looks at those on the slaves while
-   * the files are read (see earlyProbes in publish.ts).
+   * the files are read (see probeEarly in publish.ts). Not told when they are more than
+   * CANDIDATES_MIN and a tenth of the files.
    */
   onCandidates?: (paths: string[]) => void
 }
@@ -361,7 +365,9 @@ export async function hashSourceFirst(tree: SourceTree, options: HashOptions): P
   // The files' paths as a set, made at most once: for the paths gone, and the cache's pruning.
   let paths: Set<string> | undefined
   const pathSet = () => (paths ??= new Set(files.map((f) => f.path)))
-  if (options.onCandidates) {
+  // Only a change is told, not a whole tree read anew (a first publish, a lost cache): those
+  // paths, 100,000 of them, would cross to the publish and stay in its memory for nothing.
+  if (options.onCandidates && toRead.length <= Math.max(CANDIDATES_MIN, files.length / 10)) {
     const candidates = toRead.map((f) => f.path)
     if (known < cache.size && !options.only) for (const path of cache.keys()) if (!pathSet().has(path)) candidates.push(path)
     options.onCandidates(candidates)

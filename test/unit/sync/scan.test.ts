@@ -60,6 +60,15 @@ t.test('before reading any file, the scan tells which paths it must read and whi
   await writeTree(join(dir, 'fresh'), {'a.txt': 'a', 'b/c.txt': 'c'})
   await hashSource(await walkSource(join(dir, 'fresh'), {exclude: []}), {root: join(dir, 'fresh'), cacheFile: join(dir, 'fresh-cache'), onCandidates: (paths) => (fresh = [...paths].sort())})
   t.same(fresh, ['a.txt', 'b/c.txt'], 'with no cache, every file')
+
+  // A whole big tree read anew is not a change to look for on the slaves: nothing is told.
+  const many: Record<string, string> = {}
+  for (let i = 0; i < 1200; i++) many[`d${i % 10}/f${i}.html`] = `${i}`
+  await writeTree(join(dir, 'many'), many)
+  let manyTold: string[] | undefined
+  const read = await hashSource(await walkSource(join(dir, 'many'), {exclude: []}), {root: join(dir, 'many'), onCandidates: (paths) => (manyTold = paths)})
+  t.equal(read.hashed, 1200)
+  t.equal(manyTold, undefined, '1,200 files read anew: not told')
 })
 
 t.test('hostile names are published faithfully; symlinks out of the tree are not followed', async (t) => {
