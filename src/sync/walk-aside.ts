@@ -96,7 +96,7 @@ export async function walkAside(root: string, options: Pick<ScanOptions, 'exclud
     new Promise<Message | undefined>((resolve, reject) => {
       worker.ref()
       const onMessage = (message: Message) => {
-        // Told on the way (see hashed's listener), not an answer.
+        // Told on the way (the listener added with the hashing request takes it), not an answer.
         if (message.type === 'candidates') return
         off()
         resolve(message)
