@@ -132,8 +132,9 @@ const STEP_BYTES = 1 << 20
 
 /**
  * `computeSignature` in steps: it pauses (yields) after every megabyte or so of blocks, so that
- * a caller with more urgent work (a delta a transfer waits for) can do it in between. The
- * source's window may be reused by whatever runs during a pause: each step asks for its view again.
+ * a caller with more urgent work (a delta a transfer waits for) can do it in between. What runs
+ * in a pause must not read through the source's window (delta-files.ts gives signatures one of
+ * their own).
  */
 export function* signatureSteps(data: Uint8Array | ByteSource, blockSize?: number, whole?: Hash): Generator<void, Signature> {
   const source = sourceOf(data)

@@ -99,9 +99,6 @@ const KEPT_TEXT_MAX_ROWS = 50_000
 /** The rows of `files` in path order: their total bytes, their checksum, and how to write them at an offset (returns the bytes written). */
 function measureRows(files: Map<string, ManifestRecord>) {
   const paths = [...files.keys()].sort()
-  const rows = function* () {
-    for (const path of paths) yield [path, files.get(path)!] as const
-  }
   const kept = paths.length <= KEPT_TEXT_MAX_ROWS ? ([] as string[]) : undefined
   const measured = measure({paths, files}, kept)
   const writeTo = (buffer: Buffer, offset: number) => {
@@ -110,11 +107,7 @@ function measureRows(files: Map<string, ManifestRecord>) {
       for (const text of kept) at += buffer.write(text, at)
       return at - offset
     }
-    let first = true
-    for (const [path, record] of rows()) {
-      at += buffer.write(rowText(first, path, record), at)
-      first = false
-    }
+    for (let i = 0; i < paths.length; i++) at += buffer.write(rowText(i === 0, paths[i], files.get(paths[i])!), at)
     return at - offset
   }
   return {...measured, writeTo}
@@ -290,15 +283,15 @@ export function rowsFingerprint(rows: Iterable<readonly [string, {hash: string; 
   return lines.digest()
 }
 
+const OPEN = Buffer.from('{')
+const CLOSE = Buffer.from('}')
+
 /**
  * The final manifest bodies of one publish. Targets that end with the same files (all cache
  * mirrors of a segment, as a rule) share one: its files map is built, serialized and
  * checksummed once instead of once per target. Keyed by the base's files map (targets whose
  * bases are equal share it, see ParsedFiles) and a digest of the changes recorded over it.
  */
-const OPEN = Buffer.from('{')
-const CLOSE = Buffer.from('}')
-
 export class ManifestBodies {
   private readonly byBase = new WeakMap<Map<string, ManifestRecord>, Map<string, ManifestBody>>()
   /** The last few deltas between "files" parts (bytes), newest last. */
