@@ -1,11 +1,19 @@
 // Writes a JSON document to a stream piece by piece, exactly as JSON.stringify(value, null, 2)
 // would print it. A 100,000-file plan is a 200 MB document: built whole it would cost more
-// memory than the whole publish, and be copied once more on its way to stdout.
+// memory than the whole publish, and be copied once more on its way to stdout. The pieces are
+// the document's small values (an action, an error), each printed by one JSON.stringify.
 
 import {once} from 'node:events'
 
 /** Chunks are gathered up to this size before a write. */
 const WRITE_SIZE = 64 << 10
+
+/**
+ * A value with at most this many members, all levels counted, is printed whole. Token by token
+ * through nested generators, the 80,000 actions of a first publish to 4 targets (40 MB of JSON)
+ * took 0.56 s, all of it at the end of the publish.
+ */
+const WHOLE_MEMBERS = 256
 
 export async function writeJson(stream: NodeJS.WritableStream, value: unknown): Promise<void> {
   let buffer = ''
@@ -32,6 +40,12 @@ function* chunksOf(value: unknown, indent: string): Generator<string> {
     yield JSON.stringify(value)
     return
   }
+  if (membersWithin(value, WHOLE_MEMBERS) >= 0) {
+    // JSON.stringify escapes a newline inside a string: each one in its text starts a line.
+    const text = JSON.stringify(value, null, 2)
+    yield indent === '' ? text : text.replaceAll('\n', `\n${indent}`)
+    return
+  }
   const inner = `${indent}  `
   if (Array.isArray(value)) {
     if (value.length === 0) return yield '[]'
@@ -54,6 +68,24 @@ function* chunksOf(value: unknown, indent: string): Generator<string> {
     yield* chunksOf(item, inner)
   }
   yield first ? '{}' : `\n${indent}}`
+}
+
+/**
+ * What is left of `budget` after counting the members of `value` at every level, or -1 once it
+ * runs out. A member with toJSON counts as a few, unopened. `value` itself must not have one:
+ * JSON.stringify would call it again on what toJsonValue already made of it.
+ */
+function membersWithin(value: object, budget: number): number {
+  if (typeof (value as {toJSON?: unknown}).toJSON === 'function') return -1
+  for (const key in value) {
+    if (!Object.hasOwn(value, key)) continue
+    if (--budget < 0) return -1
+    const member = (value as Record<string, unknown>)[key]
+    if (member === null || typeof member !== 'object') continue
+    budget = typeof (member as {toJSON?: unknown}).toJSON === 'function' ? budget - 8 : membersWithin(member, budget)
+    if (budget < 0) return -1
+  }
+  return budget
 }
 
 /** What JSON.stringify does to a value before printing it: toJSON, and what it leaves out. */
