@@ -56,6 +56,11 @@ const JOURNAL_MIN_ACTIONS = 500
 const BULK_MIN_FILES = 500
 /** Files per stream: an interrupted stream costs at most this many re-sends. */
 const BULK_BATCH_FILES = 2000
+/**
+ * Streams at once per target. A stream's files are renamed into place over SFTP once it ends,
+ * a request each: with one stream at a time, the stream stood still while they were.
+ */
+const BULK_STREAMS = 2
 
 /**
  * Final manifests of this many files are made row by row as they are written, one target at a
@@ -253,7 +258,13 @@ export async function executePlan(target: Target, plan: TargetPlan, options: Exe
 
   /** Small files in streams where the target can; what it did not take goes one by one. */
   const sendBulk = async (actions: Action[], landAfter?: Promise<unknown>) => {
-    for (let start = 0; start < actions.length && !halted(); start += BULK_BATCH_FILES) await sendBatch(actions.slice(start, start + BULK_BATCH_FILES), landAfter)
+    const streams = pLimit(BULK_STREAMS)
+    const batches: Array<Promise<void>> = []
+    for (let start = 0; start < actions.length; start += BULK_BATCH_FILES) {
+      const batch = actions.slice(start, start + BULK_BATCH_FILES)
+      batches.push(streams(() => (halted() ? undefined : sendBatch(batch, landAfter))))
+    }
+    await Promise.all(batches)
   }
   const sendBatch = async (batch: Action[], landAfter: Promise<unknown> | undefined) => {
     const byPath = new Map(batch.map((a) => [a.path, a]))
