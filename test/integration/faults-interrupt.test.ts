@@ -118,3 +118,26 @@ t.test('master SIGKILLed in the middle of a bulk (tar) upload: nothing half-writ
   t.equal((await assertManifestTruthful(t, a))?.complete, true)
   await guard.check(t)
 })
+
+t.test('two bulk streams under way at once when the master is SIGKILLed: nothing half-written, the next publish cleans up both and finishes', async (t) => {
+  // More files than one stream takes (2,000), so that a second stream runs beside the first.
+  const files: Record<string, string> = {}
+  for (let i = 0; i < 4200; i++) files[`d${i % 13}/p${i}.html`] = `<p>${i}</p>${String(i).repeat(5_000)}`.slice(0, 20_000)
+  const p = await faultProject(t, {slaves: ['a'], files})
+  const a = p.slaves.a
+  const child = p.spawn(['publish'])
+  const done = exited(child)
+  const streams = async () => new Set((await tempNames(a.root)).filter((p) => p.includes('.mirror-tmp-bulk-') && p.includes('/')).map((p) => p.slice(0, p.indexOf('/')))).size
+  await until('two bulk uploads under way at once', async () => (await streams()) >= 2)
+  child.kill('SIGKILL')
+  t.equal((await done).signal, 'SIGKILL')
+  await settledCount(a.root)
+  await assertWhole(t, a.root, (path) => (files[path] === undefined ? undefined : [files[path]]))
+
+  const again = await p.json(['publish'])
+  t.equal(again.code, 0, again.stderr)
+  t.equal(await countFiles(a.root), 4200)
+  await assertWhole(t, a.root, (path) => (files[path] === undefined ? undefined : [files[path]]), 'every file has its content')
+  t.same(await leftovers(a.root), [], 'both streams\' temporary directories are gone')
+  t.equal((await assertManifestTruthful(t, a))?.complete, true)
+})
