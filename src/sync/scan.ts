@@ -14,7 +14,7 @@ import {listWithFind, readListing, type FindListing, type ListedEntry} from './f
 import {compileGlobs, type Matcher} from './globs.js'
 import {hashLocalFile, hashLocalFileSync} from './file-hash.js'
 import {hashFilesTogether} from './hash-helper.js'
-import {readHashCache, writeHashCache, type CacheRow} from './hash-cache.js'
+import {readHashCache, saveHashCache, type CacheRow, type HashCache} from './hash-cache.js'
 
 export interface SourceEntry {
   /** POSIX path relative to the source root. */
@@ -342,7 +342,11 @@ export async function hashSource(tree: SourceTree, options: HashOptions): Promis
  * cache (a row per file) is still being saved, and waits for `cacheSaved` before it lets go.
  */
 export async function hashSourceFirst(tree: SourceTree, options: HashOptions): Promise<{result: ScanResult; cacheSaved: Promise<void>}> {
-  const cache = options.cacheFile ? await readHashCache(options.cacheFile) : new Map<string, CacheRow>()
+  const cache: HashCache = options.cacheFile ? await readHashCache(options.cacheFile) : {rows: new Map(), baseBytes: 0, journalBytes: 0}
+  const rows = cache.rows
+  const rowsRead = rows.size
+  // What this scan changed in the cache: saved as these rows alone while they are few.
+  const changes = new Map<string, CacheRow | null>()
   const {files, warnings} = tree
   let hashed = 0
   const rootSlash = withSlash(options.root)
@@ -353,7 +357,7 @@ export async function hashSourceFirst(tree: SourceTree, options: HashOptions): P
   const previous = new Map<string, string>()
   let known = 0
   for (const file of files) {
-    const row = cache.get(file.path)
+    const row = rows.get(file.path)
     if (row) known++
     if (row && row[0] === file.size && row[1] === file.mtimeMs && row[2] === file.ino) {
       entries.push(entry(file, row[3]))
@@ -369,14 +373,16 @@ export async function hashSourceFirst(tree: SourceTree, options: HashOptions): P
   // paths, 100,000 of them, would cross to the publish and stay in its memory for nothing.
   if (options.onCandidates && toRead.length <= Math.max(CANDIDATES_MIN, files.length / 10)) {
     const candidates = toRead.map((f) => f.path)
-    if (known < cache.size && !options.only) for (const path of cache.keys()) if (!pathSet().has(path)) candidates.push(path)
+    if (known < rows.size && !options.only) for (const path of rows.keys()) if (!pathSet().has(path)) candidates.push(path)
     options.onCandidates(candidates)
   }
   // Largest first: a big file read last would be the whole wait.
   toRead.sort((a, b) => b.size - a.size)
   const hashedAs = (file: SourceFile, hash: string) => {
     hashed++
-    cache.set(file.path, [file.size, file.mtimeMs, file.ino, hash])
+    const row: CacheRow = [file.size, file.mtimeMs, file.ino, hash]
+    rows.set(file.path, row)
+    changes.set(file.path, row)
     entries.push(entry(file, hash))
     if (previous.get(file.path) === hash) previous.delete(file.path)
   }
@@ -404,17 +410,23 @@ export async function hashSourceFirst(tree: SourceTree, options: HashOptions): P
   }
   entries.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0))
 
+  // Rows of files that are gone are forgotten, so the cache does not grow for ever. When every
+  // row read was found for a walked file, none is for a file gone: no set of the paths needed.
+  const forgetting = !options.only && known < rowsRead
   const save = async (cacheFile: string) => {
     // After the answer has gone out.
     await new Promise((resolve) => setImmediate(resolve))
-    if (!options.only) {
-      // Forget rows of files that are gone, so the cache does not grow for ever.
+    if (forgetting) {
       const live = pathSet()
-      for (const key of cache.keys()) if (!live.has(key)) cache.delete(key)
+      for (const key of rows.keys()) {
+        if (live.has(key)) continue
+        rows.delete(key)
+        changes.set(key, null)
+      }
     }
-    await writeHashCache(cacheFile, cache)
+    await saveHashCache(cacheFile, cache, changes)
   }
-  const cacheSaved = options.cacheFile && hashed > 0 ? save(options.cacheFile) : Promise.resolve()
+  const cacheSaved = options.cacheFile && (hashed > 0 || forgetting) ? save(options.cacheFile) : Promise.resolve()
   // Met by the caller's await; not an unhandled rejection meanwhile.
   cacheSaved.catch(() => {})
   return {result: {entries, warnings, hashed, previous}, cacheSaved}
