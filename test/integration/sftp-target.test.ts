@@ -677,6 +677,35 @@ t.test('sftp: the manifest stat asked at connect time is never used after a lock
   await target.unlock()
 })
 
+t.test('sftp: a lock another publisher took over stays when this one unlocks, also after a manifest write under it', async (t) => {
+  const {root, state} = await newRoot(t)
+  const owner = {host: 'test', user: 'test', pid: process.pid, since: new Date().toISOString(), command: 'publish'}
+  for (const writeManifest of [false, true]) {
+    const target = new SftpTarget(config(sshd, root, {state}), {config: sshd.sshConfigFile})
+    await target.connect()
+    await target.lock(owner)
+    // Broken and taken by another publisher (--break-lock) while this one still works.
+    const theirs = JSON.stringify({...owner, host: 'other', token: 'other:1:abc'})
+    await fs.writeFile(join(state, 'lock'), theirs)
+    if (writeManifest) {
+      const written = await target.writeState('manifest.json', Buffer.from('{"format":1}'))
+      t.equal(written.size, 12, 'the manifest written is the size stated')
+    }
+    await target.unlock()
+    t.equal(await fs.readFile(join(state, 'lock'), 'utf8'), theirs, writeManifest ? 'after a manifest write' : 'without one')
+    await target.close()
+    await fs.rm(join(state, 'lock'))
+  }
+  // Still this publisher's: a manifest write, then the unlock removes it.
+  const target = new SftpTarget(config(sshd, root, {state}), {config: sshd.sshConfigFile})
+  t.teardown(() => target.close())
+  await target.connect()
+  await target.lock(owner)
+  await target.writeState('manifest.json', Buffer.from('{"format":1,"x":2}'))
+  await target.unlock()
+  t.notOk(existsSync(join(state, 'lock')), 'its own lock is gone')
+})
+
 t.test('sftp: patchState rebuilds a state file from its unchanged blocks; another base size means a whole write', async (t) => {
   const {root, state} = await newRoot(t)
   const target = new SftpTarget(config(sshd, root, {state}), {config: sshd.sshConfigFile})

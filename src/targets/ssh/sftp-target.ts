@@ -30,6 +30,12 @@ const CHUNK = 64 * 1024
 const FILE_WINDOW = 16
 /** How long the manifest's stat asked at connect time stands in for a fresh one. */
 const MANIFEST_AHEAD_MS = 10_000
+/**
+ * How long a look at the lock, answered beside a manifest write, stands in for unlock's own: a
+ * publish unlocks right after its last manifest write, a round trip or two later. Someone
+ * breaking the lock in that time could as well do it between unlock's own look and its removal.
+ */
+const LOCK_CHECKED_MS = 3000
 /** A lock (a line of JSON naming its holder) is read whole in one request of this size. */
 const LOCK_READ_BYTES = 16 * 1024
 /** Files at least this big are hashed by the slave when exec works; smaller ones are cheaper to read. */
@@ -118,6 +124,8 @@ export class SftpTarget implements Target {
    */
   private manifestAhead: Promise<RemoteStat | null | undefined> | undefined
   private manifestAheadAt = 0
+  /** Whether the lock was still ours when the manifest was last written, and when that was answered, for unlock (see LOCK_CHECKED_MS). */
+  private lockChecked: Promise<{ours: boolean; at: number}> | undefined
 
   constructor(config: TargetConfig, ssh: {config?: string; knownHosts?: string} = {}) {
     if (config.location.kind !== 'sftp') throw new MirrorError('INTERNAL', 'SftpTarget needs an sftp:// URL', {target: config.name})
@@ -213,6 +221,7 @@ export class SftpTarget implements Target {
     this.mkdirs.clear()
     this.stateDirs.clear()
     this.manifestAhead = undefined
+    this.lockChecked = undefined
     await conn?.close().catch(() => {})
   }
 
@@ -764,20 +773,23 @@ export class SftpTarget implements Target {
     // takes it, and a 100,000-file manifest is 13 MB. On a failure the writes not sent yet never
     // are: `data` is the caller's again.
     const chunks = isStateBytes(data) ? checkedChunks(data) : [data]
-    return this.replaceState(name, isStateBytes(data) ? data.size : data.length, undefined, (channel, to) => writeWindowed(channel, to, chunks))
+    return this.replaceState(name, isStateBytes(data) ? data.size : data.length, undefined, (channel, to, _from, lastSent) => writeWindowed(channel, to, chunks, lastSent))
   }
 
   async patchState(name: string, baseSize: number, ops: readonly DeltaOp[], data: Buffer): Promise<RemoteStat> {
     this.check(name)
     if (!this.connection.extensions.copyData) return this.writeState(name, data)
-    return this.replaceState(name, data.length, baseSize, async (channel, to, from) => {
+    return this.replaceState(name, data.length, baseSize, async (channel, to, from, lastSent) => {
       const requests: Array<Promise<void>> = []
       // The window holds back bytes, not requests: a manifest's changes are many short rows,
-      // and up to a window's worth of them all go in one round trip.
+      // and up to a window's worth of them all go in one round trip, sent here and now.
       const literal = from ? ops.reduce((sum, op) => sum + (op.kind === 'copy' ? 0 : op.length), 0) : data.length
-      const limit = pLimit(literal <= FILE_WINDOW * CHUNK ? Number.POSITIVE_INFINITY : FILE_WINDOW)
+      const limit = literal <= FILE_WINDOW * CHUNK ? undefined : pLimit(FILE_WINDOW)
       const write = (offset: number, length: number, at: number) => {
-        for (let done = 0; done < length; done += CHUNK) requests.push(limit(() => channel.write(to, data, offset + done, Math.min(CHUNK, length - done), at + done)))
+        for (let done = 0; done < length; done += CHUNK) {
+          const send = () => channel.write(to, data, offset + done, Math.min(CHUNK, length - done), at + done)
+          requests.push(limit ? limit(send) : send())
+        }
       }
       // The old file is not what the ops were made against: the new one is written whole.
       if (!from) write(0, data.length, 0)
@@ -788,8 +800,9 @@ export class SftpTarget implements Target {
         else if (op.kind !== 'copy') write(op.offset, op.length, at)
         at += op.length
       }
+      if (!limit) lastSent()
       await Promise.all(requests).catch((error) => {
-        limit.clearQueue()
+        limit?.clearQueue()
         throw error
       })
     })
@@ -807,12 +820,17 @@ export class SftpTarget implements Target {
     name: string,
     size: number,
     baseSize: number | undefined,
-    fill: (channel: SftpChannel, to: Buffer, from: Buffer | undefined) => Promise<void>,
+    fill: (channel: SftpChannel, to: Buffer, from: Buffer | undefined, lastSent: () => void) => Promise<void>,
   ): Promise<RemoteStat> {
     this.manifestAhead = undefined
     const channel = this.connection.channel()
     const file = `${this.stateAbs}/${name}`
     const temp = `${file}.${randomBytes(4).toString('hex')}.tmp`
+    const token = this.lockToken
+    if (name === 'manifest.json' && token) {
+      this.lockChecked = this.lockIsOurs(channel, token).then((ours) => ({ours, at: Date.now()}))
+      this.lockChecked.catch(() => {})
+    }
     let handle: Buffer | undefined
     let from: Buffer | undefined
     try {
@@ -831,13 +849,17 @@ export class SftpTarget implements Target {
       if (created.status === 'rejected') throw created.reason
       handle = created.value
       const openHandle = handle
-      await fill(channel, openHandle, from)
       // No fsync: it waits until the slave's disk holds everything the publish wrote (over a
       // second after a first publish), and it could not make the published files durable anyway.
       // A manifest a crash damages fails its checksum, and the next publish lists the slave
-      // instead of trusting it. The stat is taken after the last write: close and rename change
-      // neither size nor time.
-      const written = await channel.fstat(openHandle)
+      // instead of trusting it. The stat goes out behind the last write (fill says when it has
+      // sent it), and is answered after it: close and rename change neither size nor time.
+      let stat: Promise<Attributes> | undefined
+      await fill(channel, openHandle, from, () => {
+        stat = channel.fstat(openHandle)
+        stat.catch(() => {})
+      })
+      const written = await (stat ?? channel.fstat(openHandle))
       handle = undefined
       const closing = [channel.close(openHandle), from ? channel.close(from).catch(() => {}) : undefined]
       from = undefined
@@ -901,6 +923,7 @@ export class SftpTarget implements Target {
 
   async lock(owner: LockOwner, breakLock = false): Promise<void> {
     this.manifestAhead = undefined
+    this.lockChecked = undefined
     const token = `${owner.host}:${owner.pid}:${randomBytes(6).toString('hex')}`
     const body = Buffer.from(JSON.stringify({...owner, token}))
     if (breakLock) {
@@ -924,6 +947,9 @@ export class SftpTarget implements Target {
     // server may already have given the handle's number to another file.
     const written = channel.write(handle, body, 0, body.length, 0)
     const closed = channel.close(handle)
+    // The manifest's check that a publish makes next goes with them: answered after the lock is
+    // written, it is a look from under the lock, a round trip sooner.
+    const manifestAfter = this.lstatManifest(channel)
     try {
       await Promise.all([written, closed])
     } catch (error) {
@@ -933,23 +959,39 @@ export class SftpTarget implements Target {
       throw failure
     }
     this.lockToken = token
+    this.manifestAhead = manifestAfter
+    this.manifestAheadAt = Date.now()
+  }
+
+  /** The manifest's stat, for statState to take (see manifestAhead): null when there is none, undefined when it could not tell. */
+  private lstatManifest(channel: SftpChannel): Promise<RemoteStat | null | undefined> {
+    return channel.lstat(`${this.stateAbs}/manifest.json`).then(toRemoteStat, (error) => (sftpStatus(error) === SFTP_STATUS.NO_SUCH_FILE ? null : undefined))
   }
 
   async unlock(): Promise<void> {
     const token = this.lockToken
+    const checked = this.lockChecked
+    this.lockChecked = undefined
     if (!token || !this.conn) return
     this.lockToken = undefined
     const channel = this.conn.channel()
-    const file = `${this.stateAbs}/lock`
     try {
-      // Still ours? A lock is a line of JSON: one read, sent with the close, tells.
-      const handle = await channel.open(file, 'r')
-      const buffer = Buffer.allocUnsafe(LOCK_READ_BYTES)
-      const [bytes] = await Promise.all([channel.read(handle, buffer, 0, buffer.length, 0).catch(() => 0), channel.close(handle).catch(() => {})])
-      if (buffer.subarray(0, bytes).toString('utf8').includes(token)) await channel.unlink(file)
+      // Looked at while the manifest was written (the last thing a publish does under the lock): two round trips fewer.
+      const recent = await checked?.catch(() => undefined)
+      const ours = recent && Date.now() - recent.at < LOCK_CHECKED_MS ? recent.ours : await this.lockIsOurs(channel, token)
+      if (ours) await channel.unlink(`${this.stateAbs}/lock`)
     } catch {
       // Never throws: a lock left behind names its holder and can be broken.
     }
+  }
+
+  /** Whether the lock on the slave is still the one this target took (with `token`). */
+  private async lockIsOurs(channel: SftpChannel, token: string): Promise<boolean> {
+    // A lock is a line of JSON: one read, sent with the close, tells.
+    const handle = await channel.open(`${this.stateAbs}/lock`, 'r')
+    const buffer = Buffer.allocUnsafe(LOCK_READ_BYTES)
+    const [bytes] = await Promise.all([channel.read(handle, buffer, 0, buffer.length, 0).catch(() => 0), channel.close(handle).catch(() => {})])
+    return buffer.subarray(0, bytes).toString('utf8').includes(token)
   }
 
   /** lstat of a directory under the root, shared by concurrent callers; only 'dir' is remembered. */
@@ -1170,7 +1212,7 @@ export class SftpTarget implements Target {
  * Writes `chunks` one after the other from offset 0, `FILE_WINDOW` requests in flight: a chunk
  * is taken only when the window has room, so bytes made on demand are never all in memory.
  */
-async function writeWindowed(channel: SftpChannel, handle: Buffer, chunks: Iterable<Buffer>): Promise<void> {
+async function writeWindowed(channel: SftpChannel, handle: Buffer, chunks: Iterable<Buffer>, lastSent?: () => void): Promise<void> {
   const inFlight = new Set<Promise<void>>()
   let failure: {error: unknown} | undefined
   let at = 0
@@ -1190,6 +1232,7 @@ async function writeWindowed(channel: SftpChannel, handle: Buffer, chunks: Itera
       if (failure) break
       at += chunk.length
     }
+    if (!failure) lastSent?.()
   } finally {
     // Nothing is left writing to the handle when this returns, whichever way it does.
     await Promise.all(inFlight)
