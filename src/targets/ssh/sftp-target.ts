@@ -186,8 +186,10 @@ export class SftpTarget implements Target {
         .channel()
         .lstat(posix.join(statePath, 'manifest.json'))
         .then(toRemoteStat, (error) => (sftpStatus(error) === SFTP_STATUS.NO_SUCH_FILE ? null : undefined))
-      // The root's check and the state's home lookup go out together.
-      const [stat, stateAbs] = await Promise.all([
+      // The root's check and the state's home lookup go out together, and with them the state
+      // directory's check that a lock makes first, when its path is known already.
+      const stateKnown = statePath.startsWith('/') ? posix.normalize(statePath).replace(/\/+$/, '') : undefined
+      const [stat, stateAbs, stateIsDir] = await Promise.all([
         // The root itself may be a symlink (/var/www -> /srv/www): that is the admin's choice.
         conn
           .channel()
@@ -197,8 +199,11 @@ export class SftpTarget implements Target {
             throw error
           }),
         fromHome(statePath),
+        stateKnown === undefined ? false : isDirectory(conn.channel(), stateKnown),
       ])
       this.stateAbs = stateAbs.replace(/\/+$/, '')
+      // Only a directory that is there is remembered: a missing one is made when first needed.
+      if (stateIsDir && stateKnown === this.stateAbs) this.stateDirs.set(this.stateAbs, Promise.resolve())
       if (!stat || (stat.mode & S_IFMT) !== S_IFDIR) {
         throw new MirrorError('ROOT_MISSING', `root ${this.rootAbs} on ${conn.where} ${stat ? 'is not a directory' : 'does not exist'}`, {
           target: this.name,
@@ -1115,18 +1120,10 @@ export class SftpTarget implements Target {
       pending = (async () => {
         const parent = posix.dirname(dir)
         const channel = this.connection.channel()
-        const exists = await channel.stat(dir).then(
-          (s) => (s.mode & S_IFMT) === S_IFDIR,
-          () => false,
-        )
-        if (exists) return
+        if (await isDirectory(channel, dir)) return
         if (parent !== dir && parent !== '/') await this.ensureStateDir(parent)
         await channel.mkdir(dir, 0o700).catch(async (error) => {
-          const made = await channel.stat(dir).then(
-            (s) => (s.mode & S_IFMT) === S_IFDIR,
-            () => false,
-          )
-          if (!made) throw error
+          if (!(await isDirectory(channel, dir))) throw error
         })
       })()
       pending.catch(() => this.stateDirs.delete(dir))
@@ -1212,6 +1209,14 @@ export class SftpTarget implements Target {
  * Writes `chunks` one after the other from offset 0, `FILE_WINDOW` requests in flight: a chunk
  * is taken only when the window has room, so bytes made on demand are never all in memory.
  */
+/** Whether `path` is a directory (or a symlink to one); false when it is not there or cannot be looked at. */
+function isDirectory(channel: SftpChannel, path: string): Promise<boolean> {
+  return channel.stat(path).then(
+    (s) => (s.mode & S_IFMT) === S_IFDIR,
+    () => false,
+  )
+}
+
 async function writeWindowed(channel: SftpChannel, handle: Buffer, chunks: Iterable<Buffer>, lastSent?: () => void): Promise<void> {
   const inFlight = new Set<Promise<void>>()
   let failure: {error: unknown} | undefined
