@@ -373,7 +373,7 @@ export async function hashSourceFirst(tree: SourceTree, options: HashOptions): P
   // paths, 100,000 of them, would cross to the publish and stay in its memory for nothing.
   if (options.onCandidates && toRead.length <= Math.max(CANDIDATES_MIN, files.length / 10)) {
     const candidates = toRead.map((f) => f.path)
-    if (known < rows.size && !options.only) for (const path of rows.keys()) if (!pathSet().has(path)) candidates.push(path)
+    if (known < rowsRead && !options.only) for (const path of rows.keys()) if (!pathSet().has(path)) candidates.push(path)
     options.onCandidates(candidates)
   }
   // Largest first: a big file read last would be the whole wait.

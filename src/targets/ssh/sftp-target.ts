@@ -818,8 +818,9 @@ export class SftpTarget implements Target {
    * open handle, which is renamed over `name`; resolves to the new file's stat.
    * With `baseSize`, `fill` also gets the old file open for reading, when it is a file of that
    * size. Requests that may go together do (the old file's check and opening with the create,
-   * the closes with the rename): four round trips where one after the other took nine to twelve. On
-   * failure the old file stays.
+   * the stat behind the writes, the closes with the rename): three round trips where one after
+   * the other took nine to twelve. On failure the old file stays. `fill` calls `lastSent` once
+   * its last request has gone out, if it knows when that is.
    */
   private async replaceState(
     name: string,
