@@ -58,7 +58,10 @@ const BULK_MIN_FILES = 500
 const BULK_BATCH_FILES = 2000
 /**
  * Streams at once per target. A stream's files are renamed into place over SFTP once it ends,
- * a request each: with one stream at a time, the stream stood still while they were.
+ * a request each: with one stream at a time, the stream stood still while they were. Plans of
+ * BIG_MANIFEST_FILES actions or more keep to one: a first publish of 100,000 files took 59.5 s
+ * instead of 92.5 s with two, but its peak memory rose from 235 to 258 MB (a stream's buffers
+ * waiting for the channel, twice per target).
  */
 const BULK_STREAMS = 2
 
@@ -258,7 +261,7 @@ export async function executePlan(target: Target, plan: TargetPlan, options: Exe
 
   /** Small files in streams where the target can; what it did not take goes one by one. */
   const sendBulk = async (actions: Action[], landAfter?: Promise<unknown>) => {
-    const streams = pLimit(BULK_STREAMS)
+    const streams = pLimit(plan.actions.length >= BIG_MANIFEST_FILES ? 1 : BULK_STREAMS)
     const batches: Array<Promise<void>> = []
     for (let start = 0; start < actions.length; start += BULK_BATCH_FILES) {
       const batch = actions.slice(start, start + BULK_BATCH_FILES)
