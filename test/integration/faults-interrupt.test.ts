@@ -5,7 +5,7 @@
 import {existsSync} from 'node:fs'
 import {join} from 'node:path'
 
-import t from 'tap'
+import t, {type Test} from 'tap'
 
 import {assertManifestTruthful, assertWhole, countFiles, exited, faultProject, guardOutside, leftovers, manyFiles, settledCount, tempNames, until} from '../helpers/faults.js'
 
@@ -94,50 +94,44 @@ t.test('master SIGKILLed mid-publish over SSH: the next publish resumes, re-send
   await guard.check(t)
 })
 
-t.test('master SIGKILLed in the middle of a bulk (tar) upload: nothing half-written under a final name, the next publish cleans up and finishes', async (t) => {
-  // Big enough that the stream takes a while; small enough (below the delta size) to go in bulk.
-  const files: Record<string, string> = {}
-  for (let i = 0; i < 600; i++) files[`d${i % 7}/p${i}.html`] = `<p>${i}</p>${String(i).repeat(40_000)}`.slice(0, 100_000)
+/**
+ * Publishes `files` to one slave, SIGKILLs the master once `underWay` says so (polling the
+ * root's temporary names), and checks that nothing is half-written under a final name, and that
+ * the next publish lands every file, leaves no temporary name and writes a complete manifest.
+ */
+async function killedInBulk(t: Test, files: Record<string, string>, what: string, underWay: (bulkTemps: string[]) => boolean): Promise<void> {
   const p = await faultProject(t, {slaves: ['a'], files})
   const a = p.slaves.a
   const guard = await guardOutside(p)
   const child = p.spawn(['publish'])
   const done = exited(child)
-  await until('a bulk upload under way', async () => (await tempNames(a.root)).filter((p) => p.includes('.mirror-tmp-bulk-') && p.includes('/')).length > 20)
+  await until(what, async () => underWay((await tempNames(a.root)).filter((p) => p.includes('.mirror-tmp-bulk-') && p.includes('/'))))
   child.kill('SIGKILL')
   t.equal((await done).signal, 'SIGKILL')
   // The slave's tar and sftp-server may still carry out what they had read before the kill.
   await settledCount(a.root)
-  await assertWhole(t, a.root, (path) => (files[path] === undefined ? undefined : [files[path]]))
+  const content = (path: string) => (files[path] === undefined ? undefined : [files[path]])
+  await assertWhole(t, a.root, content)
 
   const again = await p.json(['publish'])
   t.equal(again.code, 0, again.stderr)
-  t.equal(await countFiles(a.root), 600)
-  await assertWhole(t, a.root, (path) => (files[path] === undefined ? undefined : [files[path]]), 'every file has its content')
-  t.same(await leftovers(a.root), [], 'the bulk upload\'s temporary directory is gone')
+  t.equal(await countFiles(a.root), Object.keys(files).length)
+  await assertWhole(t, a.root, content, 'every file has its content')
+  t.same(await leftovers(a.root), [], 'the bulk uploads\' temporary directories are gone')
   t.equal((await assertManifestTruthful(t, a))?.complete, true)
   await guard.check(t)
+}
+
+t.test('master SIGKILLed in the middle of a bulk (tar) upload: nothing half-written under a final name, the next publish cleans up and finishes', async (t) => {
+  // Big enough that the stream takes a while; small enough (below the delta size) to go in bulk.
+  const files: Record<string, string> = {}
+  for (let i = 0; i < 600; i++) files[`d${i % 7}/p${i}.html`] = `<p>${i}</p>${String(i).repeat(40_000)}`.slice(0, 100_000)
+  await killedInBulk(t, files, 'a bulk upload under way', (temps) => temps.length > 20)
 })
 
 t.test('two bulk streams under way at once when the master is SIGKILLed: nothing half-written, the next publish cleans up both and finishes', async (t) => {
   // More files than one stream takes (2,000), so that a second stream runs beside the first.
   const files: Record<string, string> = {}
   for (let i = 0; i < 4200; i++) files[`d${i % 13}/p${i}.html`] = `<p>${i}</p>${String(i).repeat(5_000)}`.slice(0, 20_000)
-  const p = await faultProject(t, {slaves: ['a'], files})
-  const a = p.slaves.a
-  const child = p.spawn(['publish'])
-  const done = exited(child)
-  const streams = async () => new Set((await tempNames(a.root)).filter((p) => p.includes('.mirror-tmp-bulk-') && p.includes('/')).map((p) => p.slice(0, p.indexOf('/')))).size
-  await until('two bulk uploads under way at once', async () => (await streams()) >= 2)
-  child.kill('SIGKILL')
-  t.equal((await done).signal, 'SIGKILL')
-  await settledCount(a.root)
-  await assertWhole(t, a.root, (path) => (files[path] === undefined ? undefined : [files[path]]))
-
-  const again = await p.json(['publish'])
-  t.equal(again.code, 0, again.stderr)
-  t.equal(await countFiles(a.root), 4200)
-  await assertWhole(t, a.root, (path) => (files[path] === undefined ? undefined : [files[path]]), 'every file has its content')
-  t.same(await leftovers(a.root), [], 'both streams\' temporary directories are gone')
-  t.equal((await assertManifestTruthful(t, a))?.complete, true)
+  await killedInBulk(t, files, 'two bulk uploads under way at once', (temps) => new Set(temps.map((p) => p.slice(0, p.indexOf('/')))).size >= 2)
 })
