@@ -9,6 +9,7 @@
 // Beside it, a journal of the rows changed since (see saveHashCache): a publish that hashed 400
 // files of 20,000 appends those rows instead of writing all of them again (140 ms of the hashing
 // thread, on a machine whose two cores the publish keeps busy).
+
 import {createHash} from 'node:crypto'
 import * as fs from 'node:fs/promises'
 import {dirname, join} from 'node:path'
