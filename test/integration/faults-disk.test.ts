@@ -6,9 +6,19 @@ import {randomBytes} from 'node:crypto'
 import * as fs from 'node:fs/promises'
 import {join} from 'node:path'
 
-import t from 'tap'
+import t, {type Test} from 'tap'
 
-import {assertManifestTruthful, assertWhole, countFiles, faultProject, guardOutside, leftovers, mountTmpfs, sh, snapshot} from '../helpers/faults.js'
+import {assertManifestTruthful, assertWhole, countFiles, faultProject, guardOutside, leftovers, mountTmpfs, sh, snapshot, type FaultProject, type Slave} from '../helpers/faults.js'
+
+/** The slave's tmpfs grown to `size`: the next publish finishes the job, every file whole, nothing written outside. */
+async function withRoomAgain(t: Test, p: FaultProject, slave: Slave, size: string, files: Record<string, Buffer | string>, guard: Awaited<ReturnType<typeof guardOutside>>): Promise<void> {
+  sh('mount', ['-o', `remount,size=${size}`, slave.root])
+  const again = await p.json(['publish'])
+  t.equal(again.code, 0, again.stderr)
+  t.equal(await countFiles(slave.root), Object.keys(files).length, 'with room again, the next publish finishes the job')
+  await assertWhole(t, slave.root, (path) => (files[path] === undefined ? undefined : [files[path]]), 'every file whole')
+  await guard.check(t)
+}
 
 t.test('a full disk on one slave: DISK_FULL with target and file, the others complete, nothing half-written', async (t) => {
   const files: Record<string, Buffer | string> = {'index.html': '<html><img src="img/a.png"></html>', 'about.html': '<html>about</html>'}
@@ -41,12 +51,7 @@ t.test('a full disk on one slave: DISK_FULL with target and file, the others com
   t.match(text.stderr, /target small, file "img\/[a-f]\.png": the slave's disk is full/)
   t.match(text.stderr, /Free space on the file system/)
 
-  sh('mount', ['-o', 'remount,size=4m', small.root])
-  const again = await p.json(['publish'])
-  t.equal(again.code, 0, again.stderr)
-  t.equal(await countFiles(small.root), 8, 'with room again, the next publish finishes the job')
-  await assertWhole(t, small.root, (path) => (files[path] === undefined ? undefined : [files[path]]), 'every file whole')
-  await guard.check(t)
+  await withRoomAgain(t, p, small, '4m', files, guard)
 })
 
 t.test('a disk already full, with the state on it too: a clear DISK_FULL, nothing left behind', async (t) => {
@@ -99,10 +104,5 @@ t.test('the disk fills while big files share the connection\'s chunks in flight:
   t.ok((await countFiles(small.root)) < 6, 'not everything fitted')
   await assertManifestTruthful(t, small)
 
-  sh('mount', ['-o', 'remount,size=32m', small.root])
-  const again = await p.json(['publish'])
-  t.equal(again.code, 0, again.stderr)
-  t.equal(await countFiles(small.root), 6, 'with room again, the next publish finishes the job')
-  await assertWhole(t, small.root, (path) => (files[path] === undefined ? undefined : [files[path]]), 'every file whole')
-  await guard.check(t)
+  await withRoomAgain(t, p, small, '32m', files, guard)
 })

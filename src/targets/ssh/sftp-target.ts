@@ -186,10 +186,7 @@ export class SftpTarget implements Target {
       // sftp-server resolves a relative path against the home directory, as fromHome does.
       const statePath = this.config.state ?? defaultSftpStateDir(this.name, this.rootAbs)
       this.manifestAheadAt = Date.now()
-      this.manifestAhead = conn
-        .channel()
-        .lstat(posix.join(statePath, 'manifest.json'))
-        .then(toRemoteStat, (error) => (sftpStatus(error) === SFTP_STATUS.NO_SUCH_FILE ? null : undefined))
+      this.manifestAhead = lstatManifest(conn.channel(), statePath)
       // The root's check and the state's home lookup go out together, and with them the state
       // directory's check that a lock makes first, when its path is known already.
       const stateKnown = statePath.startsWith('/') ? posix.normalize(statePath).replace(/\/+$/, '') : undefined
@@ -959,7 +956,7 @@ export class SftpTarget implements Target {
     const closed = channel.close(handle)
     // The manifest's check that a publish makes next goes with them: answered after the lock is
     // written, it is a look from under the lock, a round trip sooner.
-    const manifestAfter = this.lstatManifest(channel)
+    const manifestAfter = lstatManifest(channel, this.stateAbs)
     try {
       await Promise.all([written, closed])
     } catch (error) {
@@ -973,10 +970,6 @@ export class SftpTarget implements Target {
     this.manifestAheadAt = Date.now()
   }
 
-  /** The manifest's stat, for statState to take (see manifestAhead): null when there is none, undefined when it could not tell. */
-  private lstatManifest(channel: SftpChannel): Promise<RemoteStat | null | undefined> {
-    return channel.lstat(`${this.stateAbs}/manifest.json`).then(toRemoteStat, (error) => (sftpStatus(error) === SFTP_STATUS.NO_SUCH_FILE ? null : undefined))
-  }
 
   async unlock(): Promise<void> {
     const token = this.lockToken
@@ -1214,6 +1207,11 @@ export class SftpTarget implements Target {
  * Writes `chunks` one after the other from offset 0, `FILE_WINDOW` requests in flight: a chunk
  * is taken only when the window has room, so bytes made on demand are never all in memory.
  */
+/** The stat of the manifest in `stateDir`, for statState to take (see manifestAhead): null when there is none, undefined when it could not tell. */
+function lstatManifest(channel: SftpChannel, stateDir: string): Promise<RemoteStat | null | undefined> {
+  return channel.lstat(posix.join(stateDir, 'manifest.json')).then(toRemoteStat, (error) => (sftpStatus(error) === SFTP_STATUS.NO_SUCH_FILE ? null : undefined))
+}
+
 /** Whether `path` is a directory (or a symlink to one); false when it is not there or cannot be looked at. */
 function isDirectory(channel: SftpChannel, path: string): Promise<boolean> {
   return channel.stat(path).then(
