@@ -7,7 +7,7 @@ import {closeSync, fstatSync, openSync, readFileSync, readSync} from 'node:fs'
 import * as fs from 'node:fs/promises'
 import {dirname} from 'node:path'
 
-import {computeDelta, parseSignature, serializeSignature, signatureSteps, type ByteSource, type Delta, type Window} from './delta.js'
+import {deltaAndSignature, parseSignature, serializeSignature, signatureSteps, type ByteSource, type Delta, type Signature, type Window} from './delta.js'
 
 /** Files and the SHA-256 (hex) of the version a signature is recorded for. */
 export type DeltaRequest =
@@ -23,8 +23,8 @@ export type DeltaRequest =
 export function runDeltaRequest(request: DeltaRequest): Promise<unknown> {
   if (request.op === 'signature') return recordSignature(request.file, request.signatureFile, request.hash)
   return queued('now', () => {
-    const delta = deltaForFile(request.signatureFile, request.file)
-    recordSignature(request.file, request.newSignatureFile, request.newHash).catch(() => {})
+    const {delta, next} = deltaForFile(request.signatureFile, request.file, request.newHash)
+    recordSignature(request.file, request.newSignatureFile, request.newHash, next).catch(() => {})
     return delta
   })
 }
@@ -75,12 +75,14 @@ const recording = new Map<string, Promise<void>>()
  * Records the signature of `file` in `signatureFile` unless one is already there, and only when
  * the bytes read are version `hash`: the file may have changed since it was hashed, and a
  * signature filed under the wrong version would make a later delta copy the wrong blocks.
+ * `made` is one already made from bytes of that version (by a delta): the file is not read again.
  */
-function recordSignature(file: string, signatureFile: string, hash: string): Promise<void> {
+function recordSignature(file: string, signatureFile: string, hash: string, made?: Signature): Promise<void> {
   let pending = recording.get(signatureFile)
   if (!pending) {
     pending = queued('later', async () => {
-      if (!(await exists(signatureFile))) await writeSignature(signatureFile, file, hash)
+      if (await exists(signatureFile)) return
+      await storeSignature(signatureFile, made ? serializeSignature(made) : await readSignature(file, hash))
     }).finally(() => recording.delete(signatureFile))
     recording.set(signatureFile, pending)
   }
@@ -91,23 +93,28 @@ function recordSignature(file: string, signatureFile: string, hash: string): Pro
  * The delta of `file` against the signature in `signatureFile`, or undefined when that
  * signature is missing or damaged, or the file changes while it is read (it is then sent whole,
  * and the send notices the change). Other errors of the file (ENOENT, EACCES) are thrown.
+ * With it, the file's own signature when the same pass could make it and the bytes read were
+ * version `hash`: a 50 MB video is then read once, not twice.
  */
-function deltaForFile(signatureFile: string, file: string): Delta | undefined {
-  let signature
+function deltaForFile(signatureFile: string, file: string, hash: string): {delta?: Delta; next?: Signature} {
+  let signature: Signature
   try {
     signature = parseSignature(readFileSync(signatureFile))
   } catch {
-    return undefined
+    return {}
   }
   try {
-    return throughWindow(file, deltaWindow, (source) => computeDelta(signature, source))
+    const read = createHash('sha256')
+    const {delta, next} = throughWindow(file, deltaWindow, (source) => deltaAndSignature(signature, source, read))
+    return {delta, next: next && read.digest('hex') === hash ? next : undefined}
   } catch (error) {
-    if (error instanceof ChangedWhileRead) return undefined
+    if (error instanceof ChangedWhileRead) return {}
     throw error
   }
 }
 
-async function writeSignature(signatureFile: string, file: string, hash: string): Promise<void> {
+/** The serialized signature of `file`, read through its window; only when it is version `hash`. */
+async function readSignature(file: string, hash: string): Promise<Buffer> {
   const read = createHash('sha256')
   const signature = await throughWindow(file, signatureWindow, async (source) => {
     const steps = signatureSteps(source, undefined, read)
@@ -117,6 +124,10 @@ async function writeSignature(signatureFile: string, file: string, hash: string)
     }
   })
   if (read.digest('hex') !== hash) throw new ChangedWhileRead(`${file} is no longer version ${hash}`)
+  return signature
+}
+
+async function storeSignature(signatureFile: string, signature: Buffer): Promise<void> {
   await fs.mkdir(dirname(signatureFile), {recursive: true})
   // Unique per writer: another mirror process (or thread) may be recording the same version.
   const temp = `${signatureFile}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`

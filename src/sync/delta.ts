@@ -22,7 +22,16 @@ export interface Signature {
   weak: Uint32Array
   /** Per block: the first 16 bytes of its SHA-256, hex. */
   strong: string[]
+  /**
+   * Where each block starts, when not at index * blockSize: a signature carried over by a delta
+   * (see deltaAndSignature) keeps the old file's blocks where the new file has them. Increasing,
+   * without overlaps; every block is blockSize long but one that ends the file. Bytes between
+   * blocks are simply never copied.
+   */
+  offsets?: Float64Array
 }
+
+const offsetOf = (signature: Signature, block: number) => signature.offsets?.[block] ?? block * signature.blockSize
 
 /** One step of rebuilding the new file: copy a range of the old file, or write new bytes. */
 export type DeltaOp = {kind: 'copy'; from: number; length: number} | {kind: 'data'; offset: number; length: number}
@@ -164,10 +173,25 @@ export function* signatureSteps(data: Uint8Array | ByteSource, blockSize?: numbe
  * the end of `data`). The new file is read once, in order.
  */
 export function computeDelta(signature: Signature, data: Uint8Array | ByteSource): Delta {
-  const source = sourceOf(data)
+  return deltaPass(signature, sourceOf(data)).delta
+}
+
+/**
+ * `computeDelta`, with the new file's own signature made in the same pass, and every byte of it
+ * fed to `whole` (a file hash, to tell which version was read). A block the delta copies is
+ * the old file's block where the new file now has it: its checksums are the old signature's,
+ * checked against these bytes by the match. Only the new bytes get checksums computed. The
+ * signature is undefined when a fresh one would do better (the file was rewritten, or its size
+ * now calls for another block size): it is then made by reading the file again.
+ */
+export function deltaAndSignature(signature: Signature, data: Uint8Array | ByteSource, whole: Hash): {delta: Delta; next?: Signature} {
+  return deltaPass(signature, sourceOf(data), whole)
+}
+
+function deltaPass(signature: Signature, source: ByteSource, whole?: Hash): {delta: Delta; next?: Signature} {
   const {blockSize, weak, strong} = signature
   const lastBlock = weak.length - 1
-  const lastBlockSize = signature.size - lastBlock * blockSize
+  const lastBlockSize = Math.min(blockSize, signature.size - offsetOf(signature, lastBlock))
   const index = new WeakIndex<number[]>()
   for (let i = 0; i < weak.length; i++) {
     if (i === lastBlock && lastBlockSize !== blockSize) continue
@@ -183,20 +207,49 @@ export function computeDelta(signature: Signature, data: Uint8Array | ByteSource
       literalBytes += end - literalStart
     }
   }
-  const pushCopy = (block: number, length: number) => {
-    const from = block * blockSize
+  const n = source.size
+  // The new file's signature, when asked for: its blocks in order, and how far `whole` has read.
+  const carry = whole && blockSizeFor(n) === blockSize ? {offsets: [] as number[], weak: [] as number[], strong: [] as string[], hashed: 0, lost: false} : undefined
+  const carryBlock = (at: number, weakSum: number, strongSum: string) => {
+    carry!.offsets.push(at)
+    carry!.weak.push(weakSum)
+    carry!.strong.push(strongSum)
+  }
+  /** Drops the carried blocks that reach past `end` (new bytes checksummed before a match cut them short). */
+  const carryUpTo = (end: number) => {
+    while (carry!.offsets.length > 0 && carry!.offsets[carry!.offsets.length - 1] + blockSize > end) {
+      carry!.offsets.pop()
+      carry!.weak.pop()
+      carry!.strong.pop()
+    }
+  }
+  const pushCopy = (block: number, length: number, at: number) => {
+    if (carry) {
+      carryUpTo(at)
+      carryBlock(at, weak[block], strong[block])
+      feed(at + length)
+    }
+    const from = offsetOf(signature, block)
     const prev = ops[ops.length - 1]
     if (prev?.kind === 'copy' && prev.from + prev.length === from) prev.length += length
     else ops.push({kind: 'copy', from, length})
   }
 
   // The window onto the new file, as locals: the rolling loop reads two bytes per position.
-  const n = source.size
   let bytes: Uint8Array = new Uint8Array(0)
   let offset = 0
   let windowEnd = 0
+  /** Feeds `whole` the bytes up to `end`, which must still be in the window. */
+  const feed = (end: number) => {
+    if (end <= carry!.hashed) return
+    if (carry!.hashed < offset || end > windowEnd) carry!.lost = true
+    else whole!.update(bytes.subarray(carry!.hashed - offset, end - offset))
+    carry!.hashed = end
+  }
   const cover = (start: number, end: number) => {
     if (start >= offset && Math.min(end, n) <= windowEnd) return
+    // The bytes about to leave the window are hashed first: the file is read once.
+    if (carry && carry.hashed < start) feed(Math.min(start, windowEnd))
     ;({bytes, offset} = source.view(start, end))
     windowEnd = offset + bytes.length
   }
@@ -210,31 +263,40 @@ export function computeDelta(signature: Signature, data: Uint8Array | ByteSource
   }
 
   let pos = 0
+  // Where the next block of new bytes would start, for the carried signature.
+  let newBlockAt = 0
   if (n >= blockSize && index.size > 0) {
     let {a, b} = weakAt(0)
     while (pos + blockSize <= n) {
       const candidates = index.get(a, b)
       let matched = -1
+      let s: string | undefined
       if (candidates) {
-        const s = strongAt(pos)
+        s = strongAt(pos)
         matched = candidates.find((c) => strong[c] === s) ?? -1
       }
       if (matched >= 0) {
         pushLiteral(pos)
-        pushCopy(matched, blockSize)
+        pushCopy(matched, blockSize, pos)
         pos += blockSize
         // An unchanged stretch: while the next window is the old file's next block, its strong
         // hash says so, and the weak checksum (a pass over the bytes in JavaScript) is skipped.
         while (matched + 1 < weak.length && (matched + 1 !== lastBlock || lastBlockSize === blockSize) && pos + blockSize <= n && strongAt(pos) === strong[matched + 1]) {
           matched++
-          pushCopy(matched, blockSize)
+          pushCopy(matched, blockSize, pos)
           pos += blockSize
         }
         literalStart = pos
+        newBlockAt = pos
         if (pos + blockSize <= n) ({a, b} = weakAt(pos))
         continue
       }
-      if (literalStart === 0 && pos > GIVE_UP_AFTER) return {ops: [{kind: 'data', offset: 0, length: n}], literalBytes: n}
+      if (literalStart === 0 && pos > GIVE_UP_AFTER) return {delta: {ops: [{kind: 'data', offset: 0, length: n}], literalBytes: n}}
+      // New bytes: a block of them starts here, unless a match cuts it short (carryUpTo).
+      if (carry && pos === newBlockAt) {
+        carryBlock(pos, pack(a, b), s ?? strongAt(pos))
+        newBlockAt += blockSize
+      }
       // Roll the window one byte forward.
       if (pos + blockSize < n) {
         if (pos + blockSize >= windowEnd) cover(pos, pos + blockSize + 1)
@@ -252,12 +314,24 @@ export function computeDelta(signature: Signature, data: Uint8Array | ByteSource
     cover(start, n)
     if (strongOf(bytes, start - offset, n - offset) === strong[lastBlock]) {
       pushLiteral(start)
-      pushCopy(lastBlock, lastBlockSize)
+      pushCopy(lastBlock, lastBlockSize, start)
       literalStart = n
     }
   }
   pushLiteral(n)
-  return {ops, literalBytes}
+  const delta = {ops, literalBytes}
+  // Nothing matched: a fresh signature (the same work) is made instead.
+  if (!carry || literalBytes === n) return {delta}
+  if (literalStart < n && newBlockAt < n) {
+    // New bytes at the end, shorter than a block: the file's short last block.
+    cover(newBlockAt, n)
+    const {a, b} = weakOf(bytes, newBlockAt - offset, n - offset)
+    carryBlock(newBlockAt, pack(a, b), strongOf(bytes, newBlockAt - offset, n - offset))
+  }
+  cover(n - 1, n)
+  feed(n)
+  if (carry.lost) return {delta}
+  return {delta, next: {blockSize, size: n, weak: Uint32Array.from(carry.weak), strong: carry.strong, offsets: Float64Array.from(carry.offsets)}}
 }
 
 /**
@@ -320,7 +394,8 @@ export function applyDelta(old: Uint8Array, data: Uint8Array, delta: Delta): Buf
 }
 
 export function serializeSignature(signature: Signature): Buffer {
-  const head = Buffer.from(JSON.stringify({blockSize: signature.blockSize, size: signature.size, strong: signature.strong}))
+  const offsets = signature.offsets ? {offsets: [...signature.offsets]} : {}
+  const head = Buffer.from(JSON.stringify({blockSize: signature.blockSize, size: signature.size, strong: signature.strong, ...offsets}))
   const weak = Buffer.from(signature.weak.buffer, signature.weak.byteOffset, signature.weak.byteLength)
   const len = Buffer.alloc(4)
   len.writeUInt32LE(head.length)
@@ -329,10 +404,28 @@ export function serializeSignature(signature: Signature): Buffer {
 
 export function parseSignature(data: Buffer): Signature {
   const headLength = data.readUInt32LE(0)
-  const head = JSON.parse(data.subarray(4, 4 + headLength).toString()) as {blockSize: number; size: number; strong: string[]}
+  const head = JSON.parse(data.subarray(4, 4 + headLength).toString()) as {blockSize: number; size: number; strong: string[]; offsets?: number[]}
   const weakBytes = data.subarray(4 + headLength)
   const weak = new Uint32Array(weakBytes.length / 4)
   for (let i = 0; i < weak.length; i++) weak[i] = weakBytes.readUInt32LE(i * 4)
   if (weak.length !== head.strong.length) throw new Error('damaged signature')
-  return {blockSize: head.blockSize, size: head.size, weak, strong: head.strong}
+  const signature: Signature = {blockSize: head.blockSize, size: head.size, weak, strong: head.strong}
+  if (head.offsets) {
+    signature.offsets = Float64Array.from(head.offsets)
+    if (!blocksInOrder(signature)) throw new Error('damaged signature')
+  }
+  return signature
+}
+
+/** Carried blocks in increasing order, apart, inside the file, full but for one ending it. */
+function blocksInOrder({offsets, blockSize, size, weak}: Signature): boolean {
+  if (!offsets || offsets.length !== weak.length) return false
+  let end = 0
+  for (let i = 0; i < offsets.length; i++) {
+    const start = offsets[i]
+    const length = Math.min(blockSize, size - start)
+    if (!Number.isInteger(start) || start < end || length <= 0 || (length < blockSize && i !== offsets.length - 1)) return false
+    end = start + length
+  }
+  return true
 }

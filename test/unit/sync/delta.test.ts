@@ -1,8 +1,9 @@
-import {randomBytes} from 'node:crypto'
+import {createHash, randomBytes} from 'node:crypto'
 
 import t from 'tap'
 
-import {applyDelta, computeDelta, computeSignature, diffBuffers, parseSignature, serializeSignature, type ByteSource, type Window} from '../../../src/sync/delta.js'
+import {applyDelta, computeDelta, computeSignature, deltaAndSignature, diffBuffers, parseSignature, serializeSignature, type ByteSource, type Window} from '../../../src/sync/delta.js'
+import {describes} from '../../helpers/signature.js'
 
 // A deterministic pseudo-random buffer, so failures reproduce.
 function bytes(size: number, seed = 1): Buffer {
@@ -77,6 +78,48 @@ t.test('read through a small window, a file gives the same delta and signature a
   }
   const source = windowed(old, 3 * signature.blockSize + 100)
   t.same(computeSignature(source), signature, 'the signature too')
+})
+
+const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex')
+
+t.test('a delta carries the new file\'s signature, made in the same single read: the next change is a small delta from it', async (t) => {
+  const old = bytes(2_000_000, 11)
+  const signature = computeSignature(old)
+  const changes = {
+    'inserted in the middle': Buffer.concat([old.subarray(0, 1_000_000), bytes(4096, 2), old.subarray(1_000_000)]),
+    appended: Buffer.concat([old, bytes(30_000, 3)]),
+    'shifted by 5 bytes': Buffer.concat([bytes(5, 4), old]),
+    truncated: old.subarray(0, 1_500_001),
+    'a range rewritten': Buffer.concat([old.subarray(0, 500_000), bytes(100_000, 5), old.subarray(600_000)]),
+    unchanged: old,
+  }
+  for (const [name, next] of Object.entries(changes)) {
+    const whole = createHash('sha256')
+    const source = windowed(next, 3 * signature.blockSize + 100)
+    const {delta, next: carried} = deltaAndSignature(signature, source, whole)
+    t.same(delta, computeDelta(signature, next), `${name}: the same delta`)
+    t.ok(source.read < next.length * 1.5, `${name}: read about once (${source.read} bytes for ${next.length})`)
+    t.equal(whole.digest('hex'), sha256(next), `${name}: every byte hashed, in order`)
+    t.ok(carried && describes(carried, next), `${name}: each carried block is the new file's bytes where it sits`)
+    const kept = parseSignature(serializeSignature(carried!))
+    const later = Buffer.concat([next.subarray(0, 700_000), bytes(1000, 6), next.subarray(700_000)])
+    const again = computeDelta(kept, later)
+    t.ok(applyDelta(next, later, again).equals(later), `${name}: a later change rebuilds exactly from it`)
+    t.ok(again.literalBytes < 1000 + 3 * signature.blockSize, `${name}: and sends little (${again.literalBytes} bytes)`)
+  }
+  const rewritten = deltaAndSignature(signature, bytes(2_000_000, 12), createHash('sha256'))
+  t.equal(rewritten.next, undefined, 'a rewritten file gets a fresh signature instead (the same work)')
+  const grown = deltaAndSignature(signature, Buffer.concat([old, old, old, old]), createHash('sha256'))
+  t.equal(grown.next, undefined, 'so does one whose size calls for bigger blocks')
+})
+
+t.test('a signature whose blocks overlap or leave the file reads as damaged', async (t) => {
+  const base = computeSignature(bytes(10_000, 1), 2048)
+  for (const offsets of [[0, 2048, 4000, 6144, 8192], [0, 2048, 4096, 6144, 10_000], [2048, 0, 4096, 6144, 8192], [0, 2048, 4096, 6144]]) {
+    t.throws(() => parseSignature(serializeSignature({...base, offsets: Float64Array.from(offsets)})), /damaged/, JSON.stringify(offsets))
+  }
+  const apart = {...base, offsets: Float64Array.from([0, 2048, 4200, 6300, 8400])}
+  t.same(parseSignature(serializeSignature(apart)).offsets, apart.offsets, 'blocks apart, the last one ending the file: read back')
 })
 
 t.test('a completely different file is sent whole', async (t) => {
