@@ -30,6 +30,7 @@ import type {
 
 import {MirrorError} from '../../errors.js'
 import {KnownHosts, knownHostsFiles, preferredHostKeyAlgorithms, type HostKeyPolicy} from './known-hosts.js'
+import {poolPackets, pooledRequest} from './packet-pool.js'
 import {resolveSshHost, type SshParams} from './ssh-config.js'
 
 const {Client, OpenSSHAgent, utils} = ssh2
@@ -274,6 +275,7 @@ export class SshConnection {
         // reopened, the requests our callbacks issue) goes out in one write per turn of the
         // event loop, not a write per packet. Ahead of ssh2's own listener, which is there by now.
         sock.prependListener('data', () => this.batch())
+        poolPackets(this.client, sock)
         resolve()
       })
       try {
@@ -809,7 +811,15 @@ export class SftpChannel {
   }
 
   write(handle: Buffer, buffer: Buffer, offset: number, length: number, position: number): Promise<void> {
-    return this.call((cb) => this.sftp.write(handle, buffer, offset, length, position, (error) => cb(error)))
+    return this.call((cb) => {
+      let giveBack = () => {}
+      giveBack = pooledRequest(length, () =>
+        this.sftp.write(handle, buffer, offset, length, position, (error) => {
+          giveBack()
+          cb(error)
+        }),
+      )
+    })
   }
 
   fsetstat(handle: Buffer, attrs: InputAttributes): Promise<void> {
