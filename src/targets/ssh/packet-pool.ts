@@ -19,7 +19,8 @@ const MAX_KEPT_BYTES = 16 << 20
 /** Node's own, for what the pool does not serve: Buffer.allocUnsafe is the pool's while ssh2 lays out a packet. */
 const allocUnsafe = Buffer.allocUnsafe
 
-const byCapacity = new Map<number, ArrayBuffer[]>()
+/** Free memory by capacity / MIN_POOLED. */
+const free: ArrayBuffer[][] = Array.from({length: MAX_POOLED / MIN_POOLED + 1}, () => [])
 let keptBytes = 0
 /** Packets handed out and not yet back, by their view: a socket gives back only these. */
 const out = new WeakSet<Buffer>()
@@ -28,13 +29,20 @@ const out = new WeakSet<Buffer>()
 function take(size: number): Buffer<ArrayBuffer> {
   if (size < MIN_POOLED || size > MAX_POOLED) return allocUnsafe(size)
   // Capacities in steps of 4 KiB: a 32 KiB payload's packet (32,813 bytes) reuses a 36 KiB buffer.
-  const capacity = Math.ceil(size / MIN_POOLED) * MIN_POOLED
-  const free = byCapacity.get(capacity)
-  const memory = free?.pop()
-  if (memory) keptBytes -= capacity
-  const packet = Buffer.from(memory ?? new ArrayBuffer(capacity), 0, size)
+  const steps = Math.ceil(size / MIN_POOLED)
+  let memory = free[steps].pop()
+  if (memory) keptBytes -= memory.byteLength
+  else memory = fresh(steps * MIN_POOLED)
+  const packet = Buffer.from(memory, 0, size)
   out.add(packet)
   return packet
+}
+
+/** New memory, not zero-filled (as Node's allocUnsafe: ssh2 writes every byte of what it lays out). */
+function fresh(capacity: number): ArrayBuffer {
+  const buffer = allocUnsafe(capacity)
+  // Node gives a buffer of this size memory of its own; a slice of a shared slab would not do.
+  return buffer.byteOffset === 0 && buffer.buffer.byteLength === capacity ? (buffer.buffer as ArrayBuffer) : new ArrayBuffer(capacity)
 }
 
 /** Takes `packet` back once written, if it is one of ours; beyond MAX_KEPT_BYTES it is left to the collector. */
@@ -42,9 +50,7 @@ function giveBack(packet: Buffer): void {
   if (!out.delete(packet)) return
   const memory = packet.buffer as ArrayBuffer
   if (keptBytes + memory.byteLength > MAX_KEPT_BYTES) return
-  let free = byCapacity.get(memory.byteLength)
-  if (!free) byCapacity.set(memory.byteLength, (free = []))
-  free.push(memory)
+  free[memory.byteLength / MIN_POOLED].push(memory)
   keptBytes += memory.byteLength
 }
 
