@@ -2,10 +2,10 @@
 // it in place and hands it to the socket, and lays out every SFTP write request in a buffer of
 // its own before that: a first publish of 20,000 files to four slaves is gigabytes of buffers
 // that live for a moment. Memory outside V8's heap that grows that fast makes V8 collect its
-// young generation again and again (178 of the main thread's 256 collections, 2.3 s of pauses).
-// Here that memory comes from a free list: a packet's goes back once the socket has written
-// it, a write request's once the request is answered. Nothing about what is sent changes: ssh2
-// still lays out, pads and encrypts it; only where its bytes live.
+// young generation again and again (178 of the main thread's 256 collections, 2.3 s of pauses;
+// 23 of 136 with this pool). Here that memory comes from a free list: a packet's goes back once
+// the socket has written it, a write request's once the request is answered. Nothing about what
+// is sent changes: ssh2 still lays out, pads and encrypts it; only where its bytes live.
 
 import type {Socket} from 'node:net'
 

@@ -96,9 +96,14 @@ class LocalFile {
     return readSync(this.fd!, buffer, 0, length, position)
   }
 
+  /** Never throws: nothing written through it can be lost. */
   close(): void {
     if (this.fd === undefined) return
-    closeSync(this.fd)
+    try {
+      closeSync(this.fd)
+    } catch {
+      // EBADF, EIO: the descriptor is gone either way.
+    }
     this.fd = undefined
   }
 }
