@@ -1009,7 +1009,6 @@ export class SftpTarget implements Target {
     this.manifestAheadAt = Date.now()
   }
 
-
   async unlock(): Promise<void> {
     const token = this.lockToken
     const checked = this.lockChecked
@@ -1242,10 +1241,6 @@ export class SftpTarget implements Target {
   }
 }
 
-/**
- * Writes `chunks` one after the other from offset 0, `FILE_WINDOW` requests in flight: a chunk
- * is taken only when the window has room, so bytes made on demand are never all in memory.
- */
 /** The stat of the manifest in `stateDir`, for statState to take (see manifestAhead): null when there is none, undefined when it could not tell. */
 function lstatManifest(channel: SftpChannel, stateDir: string): Promise<RemoteStat | null | undefined> {
   return channel.lstat(posix.join(stateDir, 'manifest.json')).then(toRemoteStat, (error) => (sftpStatus(error) === SFTP_STATUS.NO_SUCH_FILE ? null : undefined))
@@ -1259,6 +1254,11 @@ function isDirectory(channel: SftpChannel, path: string): Promise<boolean> {
   )
 }
 
+/**
+ * Writes `chunks` one after the other from offset 0, `FILE_WINDOW` requests in flight: a chunk
+ * is taken only when the window has room, so bytes made on demand are never all in memory.
+ * Calls `lastSent` once the last write has gone out, unless one failed.
+ */
 async function writeWindowed(channel: SftpChannel, handle: Buffer, chunks: Iterable<Buffer>, lastSent?: () => void): Promise<void> {
   const inFlight = new Set<Promise<void>>()
   let failure: {error: unknown} | undefined
