@@ -46,7 +46,7 @@ function tempDir(prefix: string): string {
 }
 
 /** An ssh_config for `server` with another known_hosts file or identity. */
-function sshConfig(server: Sshd, options: {knownHosts?: string; identity?: string} = {}): string {
+function sshConfig(server: Sshd, options: {knownHosts?: string; identity?: string; hostKeyAlias?: string} = {}): string {
   const dir = tempDir('mirror-sshcfg-')
   const file = join(dir, 'ssh_config')
   writeFileSync(
@@ -59,6 +59,7 @@ function sshConfig(server: Sshd, options: {knownHosts?: string; identity?: strin
       `  IdentityFile ${options.identity ?? server.identityFile}`,
       `  UserKnownHostsFile ${options.knownHosts ?? server.knownHostsFile}`,
       '  IdentitiesOnly yes',
+      ...(options.hostKeyAlias ? [`  HostKeyAlias ${options.hostKeyAlias}`] : []),
       '',
     ].join('\n'),
   )
@@ -170,6 +171,32 @@ t.test('sftp: the mirror config known_hosts file (ssh.knownHosts) is honoured', 
   await target.connect()
   t.pass('connected with the key from ssh.knownHosts')
   await target.close()
+})
+
+t.test('sftp: a HostKeyAlias is looked up as it is, without the port, as OpenSSH does', async (t) => {
+  const {root} = await newRoot(t)
+  // The slave listens off port 22: the alias alone names its entry, as for a host behind a tunnel.
+  const knownHosts = join(tempDir('mirror-kh-'), 'known_hosts')
+  writeFileSync(knownHosts, `web-origin ${sshd.hostPublicKey}\n`)
+  const file = sshConfig(sshd, {knownHosts, hostKeyAlias: 'web-origin'})
+  const ssh = spawnSync('ssh', ['-F', file, '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=yes', sshd.alias, 'true'], {encoding: 'utf8'})
+  t.equal(ssh.status, 0, `OpenSSH's ssh accepts the same config (${ssh.stderr.trim()})`)
+  const target = new SftpTarget(config(sshd, root), {config: file})
+  await target.connect()
+  t.pass('connected: the key was found under the alias')
+  await target.close()
+
+  // Unknown under the alias: the suggested command records the key under the alias.
+  writeFileSync(knownHosts, '')
+  const stranger = new SftpTarget(config(sshd, root), {config: file})
+  t.teardown(() => stranger.close())
+  const error = await rejection(stranger.connect())
+  t.equal(error.code, 'HOST_KEY_UNKNOWN')
+  t.match(error.message, /host web-origin is not in known_hosts/)
+  const command = /trust it: (.*) >> /.exec(error.suggestion ?? '')?.[1]
+  t.ok(command, error.suggestion)
+  const scanned = spawnSync('sh', ['-c', command!], {encoding: 'utf8'})
+  t.match(scanned.stdout, /^web-origin ssh-ed25519 /m, 'the suggested keyscan names the alias')
 })
 
 t.test('sftp: a key that is not authorized gives AUTH_FAILED naming what was tried', async (t) => {

@@ -203,8 +203,7 @@ export class SshConnection {
     const {params, options} = this
     const {files, userFile} = knownHostsFiles(params.userKnownHostsFiles, options.ssh.knownHosts)
     const knownHosts = KnownHosts.load(files, userFile)
-    const keyHost = params.hostKeyAlias ?? params.hostName
-    const preferred = preferredHostKeyAlgorithms(knownHosts.keyTypes(keyHost, params.port))
+    const preferred = preferredHostKeyAlgorithms(knownHosts.keyTypes(params.hostName, params.port, params.hostKeyAlias))
     const auth = new AuthPlan(params)
     let hostKeyError: MirrorError | undefined
 
@@ -231,7 +230,7 @@ export class SshConnection {
       // Without a verifier ssh2 accepts any host key: never leave this out.
       hostVerifier: (key: Buffer, verify: (valid: boolean) => void) => {
         try {
-          knownHosts.verify(key, {target: options.target, host: keyHost, port: params.port, policy: options.hostKeys})
+          knownHosts.verify(key, {target: options.target, host: params.hostName, port: params.port, alias: params.hostKeyAlias, policy: options.hostKeys})
           verify(true)
         } catch (error) {
           hostKeyError =

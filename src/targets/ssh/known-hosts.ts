@@ -28,9 +28,11 @@ export interface KnownHostEntry {
 export interface VerifyRequest {
   /** The target's name, for errors. */
   target: string
-  /** The name looked up (HostKeyAlias, else the host name connected to). */
+  /** The host name connected to. */
   host: string
   port: number
+  /** HostKeyAlias: the name looked up and recorded instead of host and port (see hostKeyName). */
+  alias?: string
   policy: HostKeyPolicy
 }
 
@@ -38,6 +40,15 @@ export interface VerifyRequest {
 export function knownHostsName(host: string, port: number): string {
   const name = host.toLowerCase()
   return port === 22 ? name : `[${name}]:${port}`
+}
+
+/**
+ * The name a host's key is looked up and recorded under: a HostKeyAlias as it is, whatever the
+ * port (OpenSSH adds none to an alias: the usual `HostKeyAlias [10.0.0.5]:2222` beside a tunnel's
+ * `Port 40022` names the tunnelled host's own entry), else knownHostsName.
+ */
+export function hostKeyName(request: Pick<VerifyRequest, 'host' | 'port' | 'alias'>): string {
+  return request.alias !== undefined ? request.alias.toLowerCase() : knownHostsName(request.host, request.port)
 }
 
 /** `SHA256:<base64 without padding>`, the fingerprint OpenSSH prints. */
@@ -163,15 +174,15 @@ export class KnownHosts {
     return new KnownHosts(entries, userFile)
   }
 
-  /** Entries (not revoked) that name the host. */
-  lookup(host: string, port: number): KnownHostEntry[] {
-    const name = knownHostsName(host, port)
+  /** Entries (not revoked) that name the host, or `alias` instead when given (see hostKeyName). */
+  lookup(host: string, port: number, alias?: string): KnownHostEntry[] {
+    const name = hostKeyName({host, port, alias})
     return this.entries.filter((e) => !e.revoked && entryMatches(e, name))
   }
 
   /** Key types known for the host, for `preferredHostKeyAlgorithms`. */
-  keyTypes(host: string, port: number): string[] {
-    return [...new Set(this.lookup(host, port).map((e) => e.keyType))]
+  keyTypes(host: string, port: number, alias?: string): string[] {
+    return [...new Set(this.lookup(host, port, alias).map((e) => e.keyType))]
   }
 
   /**
@@ -181,7 +192,7 @@ export class KnownHosts {
    * known_hosts file and 'added' is returned.
    */
   verify(presented: Buffer, request: VerifyRequest): 'known' | 'added' {
-    const name = knownHostsName(request.host, request.port)
+    const name = hostKeyName(request)
     const type = keyTypeOf(presented) ?? 'unknown-type'
     const shown = `${type} ${fingerprint(presented)}`
     const revoked = this.entries.find((e) => e.revoked && e.key.equals(presented) && entryMatches(e, name))
@@ -192,7 +203,7 @@ export class KnownHosts {
         retryable: false,
       })
     }
-    const known = this.lookup(request.host, request.port)
+    const known = this.lookup(request.host, request.port, request.alias)
     if (known.some((e) => e.key.equals(presented))) return 'known'
     if (known.length > 0) {
       const expected = known.map((e) => `${e.keyType} ${fingerprint(e.key)} (${e.file}:${e.line})`).join(', ')
@@ -213,7 +224,9 @@ export class KnownHosts {
       this.add(name, presented, type)
       return 'added'
     }
-    const scan = request.port === 22 ? `ssh-keyscan ${request.host}` : `ssh-keyscan -p ${request.port} ${request.host}`
+    const keyscan = request.port === 22 ? `ssh-keyscan ${request.host}` : `ssh-keyscan -p ${request.port} ${request.host}`
+    // keyscan names the address it asked; the entry must name the alias.
+    const scan = request.alias === undefined ? keyscan : `${keyscan} | sed 's|^[^ ]*|${name}|'`
     throw new MirrorError('HOST_KEY_UNKNOWN', `host ${name} is not in known_hosts; it presented ${shown}`, {
       target: request.target,
       suggestion: `Check that fingerprint with the server's administrator, then trust it: ${scan} >> ${this.userFile} (or set "hostKeys: accept-new" on the target to record it on first connect).`,

@@ -75,6 +75,24 @@ t.test('plain names, comma lists and [host]:port entries', async (t) => {
   t.same(kh.lookup('web3.example.com', 22), [])
 })
 
+t.test('a HostKeyAlias is looked up and recorded as it is, whatever the port', async (t) => {
+  const kh = hosts(`cache-cluster ${A}\n[10.0.0.5]:2222 ${B}\n`)
+  t.equal(kh.verify(blob(A), {target: 't', host: '127.0.0.1', port: 40022, alias: 'cache-cluster', policy: 'strict'}), 'known')
+  t.equal(kh.verify(blob(B), {target: 't', host: '127.0.0.1', port: 40022, alias: '[10.0.0.5]:2222', policy: 'strict'}), 'known', 'an alias written as [host]:port')
+  t.same(kh.keyTypes('127.0.0.1', 40022, 'Cache-Cluster'), ['ssh-ed25519'], 'case-insensitive')
+  t.same(kh.lookup('cache-cluster', 40022), [], 'without the alias, the port counts')
+  const error = (() => {
+    try {
+      kh.verify(blob(C), {target: 't', host: '127.0.0.1', port: 40022, alias: 'img-host', policy: 'strict'})
+    } catch (e) {
+      return e as MirrorError
+    }
+  })()
+  t.equal(error?.code, 'HOST_KEY_UNKNOWN')
+  t.match(error?.message, /host img-host is not/)
+  t.match(error?.suggestion, "ssh-keyscan -p 40022 127.0.0.1 | sed 's|^[^ ]*|img-host|'")
+})
+
 t.test('hashed entries made by ssh-keygen -H are found', async (t) => {
   const kh = hosts(HASHED)
   t.equal(kh.verify(blob(A), {target: 't', host: 'example.com', port: 22, policy: 'strict'}), 'known')
