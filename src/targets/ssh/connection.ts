@@ -31,6 +31,7 @@ import type {
 import {MirrorError} from '../../errors.js'
 import {KnownHosts, knownHostsFiles, preferredHostKeyAlgorithms, type HostKeyPolicy} from './known-hosts.js'
 import {poolPackets, pooledRequest} from './packet-pool.js'
+import {SendWindows} from './send-windows.js'
 import {resolveSshHost, type SshParams} from './ssh-config.js'
 
 const {Client, OpenSSHAgent, utils} = ssh2
@@ -101,24 +102,8 @@ function moveToFront<T>(first: T[]): AlgorithmList<T> {
   return {remove: first, prepend: first} as unknown as AlgorithmList<T>
 }
 
-/**
- * Bytes a channel to an OpenSSH slave may have unconsumed, at least (see SshConnection.capWindow):
- * enough to keep the slave's sftp-server or tar busy on a LAN or loopback, and well above the
- * three packets (96 KiB) OpenSSH waits to have consumed before it opens the window again.
- */
-const WINDOW_CAP_MIN = 256 * 1024
-/** The rate a capped window must sustain at the measured round trip: 1 Gbit/s, in bytes per ms. */
-const WINDOW_CAP_RATE_BYTES_PER_MS = 125_000
-/** The send window that fills a link with this round trip at WINDOW_CAP_RATE, at least WINDOW_CAP_MIN. */
-export function windowCapFor(roundTripMs: number): number {
-  return Math.max(WINDOW_CAP_MIN, Math.ceil(roundTripMs * WINDOW_CAP_RATE_BYTES_PER_MS))
-}
-
 /** How OpenSSH names itself in its version line (ssh2 reads it into `_remoteVer`). */
 const OPENSSH = /^OpenSSH_/
-
-/** ssh2's own account of how much a channel may still send (internal, stable through ssh2 1.x). */
-type SendWindow = {outgoing: {window: number}}
 
 /**
  * ssh2's native binding is not always built; AES-GCM and AES-CTR run in OpenSSL (with AES-NI),
@@ -147,11 +132,8 @@ export class SshConnection {
   private next = 0
   private sock: Socket | undefined
   private corked = false
-  /** The quickest answer to any SFTP request so far: the round trip, plus a little of the server's time. */
-  private fastestAnswerMs = Number.POSITIVE_INFINITY
-  /** The send window each open channel is held to, and the window the server gave each one. */
-  private windowCap = Number.POSITIVE_INFINITY
-  private readonly capped = new Map<SendWindow, number>()
+  /** What each channel may have unconsumed on the slave (see capWindow). */
+  private readonly windows = new SendWindows()
 
   private constructor(options: ConnectionOptions, params: SshParams) {
     this.options = options
@@ -379,47 +361,30 @@ export class SshConnection {
   }
 
   /**
-   * Holds a new channel to the connection's window cap. What a channel sends waits in the
-   * slave's sshd until sftp-server or tar takes it, and OpenSSH grows that buffer by copying it
-   * whole into fresh memory for every packet that does not fit: with its full 2 MiB window
-   * taken, the slaves' sshd spent more CPU on that than on everything else in a publish (half
-   * the slaves' CPU of 300 changed files, three fifths of a first publish's). The cap is what
-   * fills the link at the measured round trip, at least WINDOW_CAP_MIN: on a far link it is the
-   * server's own window, and nothing changes. Only for OpenSSH, whose rule for opening the
-   * window again (three packets consumed) is known: a server that waits for half its window
-   * would never open it again under a smaller cap.
+   * Holds a new channel to the connection's window cap (send-windows.ts). What a channel sends
+   * waits in the slave's sshd until sftp-server or tar takes it, and OpenSSH grows that buffer by
+   * copying it whole into fresh memory for every packet that does not fit: with its full 2 MiB
+   * window taken, the slaves' sshd spent more CPU on that than on everything else in a publish
+   * (half the slaves' CPU of 300 changed files, three fifths of a first publish's). Only for
+   * OpenSSH, whose rule for opening the window again (three packets consumed) is known: a server
+   * that waits for half its window would never open it again under a smaller cap.
    */
   private capWindow(channel: unknown): void {
-    if (!this.openssh) return
-    const window = channel as SendWindow
-    const given = window.outgoing.window
-    this.capped.set(window, given)
-    window.outgoing.window = Math.min(given, this.windowCap)
-    ;(channel as {once(event: 'close', listener: () => void): void}).once('close', () => this.capped.delete(window))
+    if (this.openssh) this.windows.add(channel as Parameters<SendWindows['add']>[0])
   }
 
   /** The send window each channel is held to (see capWindow); infinite until a round trip is measured, or when the server is not OpenSSH. */
   get sendWindowCap(): number {
-    return this.openssh ? this.windowCap : Number.POSITIVE_INFINITY
+    return this.openssh ? this.windows.cap : Number.POSITIVE_INFINITY
   }
 
   private get openssh(): boolean {
     return OPENSSH.test((this.client as unknown as {_remoteVer?: string})._remoteVer ?? '')
   }
 
-  /** Called with how long each SFTP request took to be answered: the round trip it shows sets the cap. */
+  /** Called with how long each SFTP request took to be answered: the fastest is the round trip, which bounds the cap. */
   answered(ms: number): void {
-    if (ms >= this.fastestAnswerMs) return
-    this.fastestAnswerMs = ms
-    const cap = windowCapFor(ms)
-    if (cap >= this.windowCap) return
-    // The first answers come while the channels are idle, before any file data: taking the
-    // difference from what is left of each window holds what is in flight to the new cap.
-    for (const [window, given] of this.capped) {
-      const hidden = Math.min(given, this.windowCap) - Math.min(given, cap)
-      window.outgoing.window = Math.max(0, window.outgoing.window - hidden)
-    }
-    this.windowCap = cap
+    this.windows.roundTrip(ms)
   }
 
   /** The least busy SFTP channel: requests spread over the slave's sftp-server processes. */
