@@ -6,8 +6,9 @@
 //
 // The cap starts at what fills a 1 Gbit/s link at the measured round trip, then follows what the
 // slave takes: twice the bytes it took per round trip (the best of the last samples), shared by
-// the channels that were sending. A faster link lets that grow by half each sample; a slower one
-// (or a slave whose tar is short of CPU) brings it down. Never below WINDOW_CAP_MIN.
+// the channels that were sending. While the link has room that doubles each sample (a channel
+// sends its whole cap every round trip); a slower link, or a slave whose tar is short of CPU,
+// brings it down. Never below WINDOW_CAP_MIN, never above the 1 Gbit/s start.
 //
 // It works on ssh2's own count, `channel.outgoing.window` (internal, stable through ssh2 1.x):
 // lowered to hold a channel back, with what could not be taken at once taken from the channel's
