@@ -44,19 +44,39 @@ function clock(t: {teardown(fn: () => void): void}) {
   return {advance: (ms: number) => void (now += ms)}
 }
 
-t.test('before a round trip is measured nothing is held; then the cap fills 1 Gbit/s at that round trip', async (t) => {
+t.test('before a round trip is measured nothing is held; then the cap starts small and grows with what the slave takes, up to 1 Gbit/s at that round trip', async (t) => {
+  const time = clock(t)
   const windows = new SendWindows()
   const c = channel()
   windows.add(c)
   t.equal(windows.cap, Number.POSITIVE_INFINITY)
   t.equal(c.outgoing.window, 2 * MiB, 'the whole window sshd gave')
-  windows.roundTrip(0.3)
-  t.equal(windows.cap, WINDOW_CAP_MIN, 'loopback: the smallest cap')
+  windows.roundTrip(20)
+  t.equal(windows.cap, WINDOW_CAP_MIN, 'the smallest cap first')
   t.equal(c.outgoing.window, WINDOW_CAP_MIN)
-  windows.roundTrip(5)
+  windows.roundTrip(25)
   t.equal(windows.cap, WINDOW_CAP_MIN, 'a slower answer is not the round trip')
+  // The slave takes all it is sent, a window per round trip: the cap doubles, up to its ceiling.
+  const caps: number[] = []
+  for (let i = 0; i < 16; i++) {
+    time.advance(20)
+    c.send(100 * MiB)
+    c.adjust(c.inFlight)
+    if (caps.at(-1) !== windows.cap) caps.push(windows.cap)
+  }
+  t.ok(caps.length <= 8 && caps.every((cap, i) => i === 0 || cap > caps[i - 1]), `growing each sample: ${caps.join(', ')}`)
+  t.equal(caps.at(-1), windowCapFor(20), 'up to the ceiling')
   t.equal(windowCapFor(20), 2_500_000)
+  windows.roundTrip(0.3)
+  t.equal(windows.cap, WINDOW_CAP_MIN, 'loopback: the ceiling is the smallest cap')
 })
+
+/** One round trip: each channel sends what its window allows, then the slave takes up to `take` of it. */
+function round(time: {advance(ms: number): void}, channels: Array<ReturnType<typeof channel>>, take: number, ms = 20) {
+  for (const c of channels) c.send(100 * MiB)
+  time.advance(ms)
+  for (const c of channels) c.adjust(take)
+}
 
 t.test('a cap lowered while the window is in use is taken from the next adjusts; it rises again with the link', async (t) => {
   const time = clock(t)
@@ -64,33 +84,30 @@ t.test('a cap lowered while the window is in use is taken from the next adjusts;
   const c = channel()
   windows.add(c)
   windows.roundTrip(20)
-  t.equal(c.outgoing.window, 2 * MiB, "under the 1 Gbit/s cap at 20 ms (2.5 MB): sshd's own 2 MiB")
-  // All 2 MiB in flight; the slave takes 50 KB per 40 ms.
+  for (let i = 0; i < 16; i++) round(time, [c], 100 * MiB)
+  t.equal(windows.cap, windowCapFor(20), 'a fast slave: up to the ceiling')
+  t.equal(c.outgoing.window, 2 * MiB, "under the 2.5 MB ceiling: sshd's own 2 MiB")
+  // All 2 MiB in flight; the slave now takes 25 KB per round trip.
   c.send(2 * MiB)
-  for (let i = 0; i < 4; i++) {
-    time.advance(40)
-    c.adjust(50_000)
+  for (let i = 0; i < 30 && windows.cap > WINDOW_CAP_MIN; i++) {
+    time.advance(20)
+    c.adjust(25_000)
   }
-  t.equal(windows.cap, WINDOW_CAP_MIN, 'twice what it took per round trip is less than the smallest cap')
+  t.equal(windows.cap, WINDOW_CAP_MIN, 'twice what it takes per round trip is less than the smallest cap')
   // Once what was in flight is taken, what it may send and what is in flight stay within the cap.
   while (c.inFlight > 0) {
-    time.advance(40)
-    c.adjust(50_000)
+    time.advance(20)
+    c.adjust(25_000)
   }
   t.equal(c.outgoing.window, WINDOW_CAP_MIN, 'the window is the cap')
   for (let i = 0; i < 10; i++) {
-    time.advance(40)
+    time.advance(20)
     c.send(10 * MiB)
     t.ok(c.inFlight + c.outgoing.window <= WINDOW_CAP_MIN, `held to the cap as it sends (${c.inFlight} in flight)`)
-    c.adjust(50_000)
+    c.adjust(25_000)
   }
-
   // The link speeds up: the slave takes all that was sent each time, and the cap grows back to its ceiling.
-  for (let i = 0; i < 20; i++) {
-    time.advance(20)
-    c.send(100 * MiB)
-    c.adjust(c.inFlight)
-  }
+  for (let i = 0; i < 20; i++) round(time, [c], 100 * MiB)
   t.equal(windows.cap, windowCapFor(20), 'back to the ceiling')
   t.equal(c.outgoing.window, 2 * MiB, "sshd's whole window again, nothing more")
 })
@@ -103,21 +120,16 @@ t.test('the cap is shared by the channels that were sending; a pause does not co
   windows.add(a)
   windows.add(b)
   windows.roundTrip(20)
-  // Together 1 MB per 40 ms: 2 * 25 KB/ms * 20 ms / 2 channels = 500 KB each.
-  const round = (channels: Array<ReturnType<typeof channel>>) => {
-    for (const c of channels) c.send(500_000)
-    time.advance(40)
-    for (const c of channels) c.adjust(500_000)
-  }
-  for (let i = 0; i < 4; i++) round([a, b])
+  // The slave takes 250 KB of each per 20 ms: 2 * 25 KB/ms * 20 ms / 2 channels = 500 KB each.
+  for (let i = 0; i < 6; i++) round(time, [a, b], 250_000)
   t.equal(windows.cap, 500_000)
   // Ten seconds of nothing, then the same pace: the cap stays.
   time.advance(10_000)
-  for (let i = 0; i < 3; i++) round([a, b])
+  for (let i = 0; i < 4; i++) round(time, [a, b], 250_000)
   t.equal(windows.cap, 500_000)
   // One channel alone may hold what the two held together: the link's pace is the best one seen.
   time.advance(10_000)
-  for (let i = 0; i < 4; i++) round([a])
+  for (let i = 0; i < 4; i++) round(time, [a], 250_000)
   t.equal(windows.cap, 1_000_000)
   a.close()
   b.close()
@@ -132,13 +144,7 @@ t.test("a channel's window rises only with its own adjust: ssh2 sends what it he
   windows.add(b)
   windows.roundTrip(20)
   // Slow: both held to the smallest cap, and b has sent all it may.
-  for (let i = 0; i < 4; i++) {
-    a.send(10 * MiB)
-    b.send(10 * MiB)
-    time.advance(40)
-    a.adjust(50_000)
-    b.adjust(50_000)
-  }
+  for (let i = 0; i < 4; i++) round(time, [a, b], 25_000)
   t.equal(windows.cap, WINDOW_CAP_MIN)
   b.send(10 * MiB)
   t.equal(b.outgoing.window, 0, 'b waits for window')
