@@ -112,7 +112,8 @@ t.test('a cap lowered while the window is in use is taken from the next adjusts;
   t.equal(c.outgoing.window, 2 * MiB, "sshd's whole window again, nothing more")
 })
 
-t.test('the cap is shared by the channels that were sending; a pause does not count as a slow link', async (t) => {
+/** Two channels of one connection, its round trip 20 ms. */
+function twoChannels(t: {teardown(fn: () => void): void}) {
   const time = clock(t)
   const windows = new SendWindows()
   const a = channel()
@@ -120,6 +121,11 @@ t.test('the cap is shared by the channels that were sending; a pause does not co
   windows.add(a)
   windows.add(b)
   windows.roundTrip(20)
+  return {time, windows, a, b}
+}
+
+t.test('the cap is shared by the channels that were sending; a pause does not count as a slow link', async (t) => {
+  const {time, windows, a, b} = twoChannels(t)
   // The slave takes 250 KB of each per 20 ms: 2 * 25 KB/ms * 20 ms / 2 channels = 500 KB each.
   for (let i = 0; i < 6; i++) round(time, [a, b], 250_000)
   t.equal(windows.cap, 500_000)
@@ -136,13 +142,7 @@ t.test('the cap is shared by the channels that were sending; a pause does not co
 })
 
 t.test("a channel's window rises only with its own adjust: ssh2 sends what it held back for want of window only then", async (t) => {
-  const time = clock(t)
-  const windows = new SendWindows()
-  const a = channel()
-  const b = channel()
-  windows.add(a)
-  windows.add(b)
-  windows.roundTrip(20)
+  const {time, windows, a, b} = twoChannels(t)
   // Slow: both held to the smallest cap, and b has sent all it may.
   for (let i = 0; i < 4; i++) round(time, [a, b], 25_000)
   t.equal(windows.cap, WINDOW_CAP_MIN)
