@@ -93,9 +93,8 @@ export function poolPackets(client: object, sock: Socket): void {
  */
 export function pooledRequest(bytes: number, send: () => void): () => void {
   let request: Buffer | undefined
-  const previous = Buffer.allocUnsafe
   const layOut = (size: number) => {
-    if (request || size < bytes) return previous(size)
+    if (request || size < bytes) return allocUnsafe(size)
     request = take(size)
     return request
   }

@@ -65,8 +65,6 @@ export class SendWindows {
   private lastTaken = 0
   /** Bytes per ms the slave took, by sample. */
   private readonly rates: number[] = []
-  /** Set while this class changes a window itself: not a window adjust of the server's. */
-  private adjusting = false
 
   /** The cap each channel is held to; infinite until a round trip is measured. */
   get cap(): number {
@@ -94,7 +92,10 @@ export class SendWindows {
     this.setCap(Math.min(Number.isFinite(this.capBytes) ? this.capBytes : WINDOW_CAP_MIN, this.ceiling))
   }
 
-  /** ssh2's window counter, watched: a rise the server made is bytes it took, and pays what is owed. */
+  /**
+   * ssh2's window counter, watched: a rise is the server's window adjust (only ssh2 raises it; this
+   * class only lowers it), bytes the slave took, and pays what is owed.
+   */
   private watch(outgoing: Outgoing, held: Held): void {
     let value = outgoing.window
     Object.defineProperty(outgoing, 'window', {
@@ -103,7 +104,7 @@ export class SendWindows {
       get: () => value,
       set: (next: number) => {
         const rise = next - value
-        if (rise > 0 && !this.adjusting) {
+        if (rise > 0) {
           const pay = Math.min(held.owed, rise)
           held.owed -= pay
           value = next - pay + held.credit
@@ -157,12 +158,7 @@ export class SendWindows {
       held.credit -= uncredited
       change -= uncredited
       const now = Math.min(change, Math.max(0, outgoing.window))
-      this.adjusting = true
-      try {
-        outgoing.window -= now
-      } finally {
-        this.adjusting = false
-      }
+      outgoing.window -= now
       held.owed += change - now
     } else if (change < 0) {
       const forgiven = Math.min(held.owed, -change)
