@@ -203,13 +203,16 @@ export class SharedPlanning {
 
   /** `planTarget`, made once for targets whose inputs are the same but for their name and URL. */
   plan(input: PlanInput): TargetPlan {
-    // A full listing differs from slave to slave in what no plan looks at; comparing it would cost what planning does.
-    if (input.listed) return planTarget(input)
+    // A full listing differs from slave to slave in what no plan looks at; comparing it would
+    // cost what planning does. An empty one (a first publish to fresh slaves) compares for free:
+    // planned once instead of once per slave, 60-90 ms apiece at 20,000 files, all of it before
+    // the later slaves' first byte.
+    if (input.listed && input.slave.size > 0) return planTarget(input)
     const answers = [...input.slave]
       .map(([path, s]) => `${path}\0${s ? `${s.type}\0${s.size}\0${s.mtimeMs}\0${s.mode}\0${s.hash ?? ''}` : '-'}`)
       .sort()
       .join('\n')
-    const key = `${this.id(input.entries)} ${input.base ? this.id(input.base.files) : '-'} ${this.id(input.protect)} ${input.force}\n${answers}`
+    const key = `${input.listed ? 'listed' : 'probed'} ${this.id(input.entries)} ${input.base ? this.id(input.base.files) : '-'} ${this.id(input.protect)} ${input.force}\n${answers}`
     const made = this.plans.get(key)
     if (made) return {...made, target: input.target, url: input.url}
     const plan = planTarget(input)

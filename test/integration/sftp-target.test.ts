@@ -284,6 +284,27 @@ t.test('sftp: a symlink inside the root pointing outside is never written, remov
   t.equal(stats.get('site/img')?.type, 'symlink')
 })
 
+t.test('sftp: a directory it emptied and removed is looked at again before the next file goes there', async (t) => {
+  const {root, state} = await newRoot(t)
+  const outside = tempDir('mirror-outside-')
+  const target = new SftpTarget(config(sshd, root, {state}), {config: sshd.sshConfigFile})
+  t.teardown(() => target.close())
+  await target.connect()
+  const local = join(tempDir('mirror-src-'), 'f')
+  writeFileSync(local, 'page')
+  // site/img is known to be a real directory at every level once this lands.
+  await target.put(local, 'site/img/a.html', {mode: 0o644, mtimeMs: Date.now()})
+  await target.remove('site/img/a.html')
+  t.equal(await target.removeEmptyDir('site/img'), true)
+  await fs.symlink(outside, join(root, 'site/img'))
+  const error = await rejection(target.put(local, 'site/img/b.html', {mode: 0o644, mtimeMs: Date.now()}))
+  t.equal(error.code, 'UNSAFE_PATH', 'the symlink that took its place is seen')
+  t.same(await fs.readdir(outside), [], 'nothing written through it')
+  // A sibling under the same, still real, parent goes straight in.
+  await target.put(local, 'site/b.html', {mode: 0o644, mtimeMs: Date.now()})
+  t.equal(await fs.readFile(join(root, 'site/b.html'), 'utf8'), 'page')
+})
+
 t.test('sftp: a failed put leaves the old file and no temporary file', async (t) => {
   const {root} = await newRoot(t)
   const target = new SftpTarget(config(sshd, root), {config: sshd.sshConfigFile})

@@ -142,6 +142,13 @@ export class SftpTarget implements Target {
   private stateAbs = ''
   /** Directories under the root checked (or being checked) with lstat; only real directories stay. */
   private readonly dirs = new Map<string, Promise<DirState>>()
+  /**
+   * Directories under the root found real directories at every level from the root down: a
+   * file in one needs no look at its parents. From the cached answers alone that was a promise
+   * and an await per level per file: some 190 MB of garbage on this thread in a first publish
+   * of 20,000 files to four slaves.
+   */
+  private readonly chains = new Set<string>()
   private readonly mkdirs = new Map<string, Promise<unknown>>()
   /** State directories made during this run (absolute). */
   private readonly stateDirs = new Map<string, Promise<void>>()
@@ -260,6 +267,7 @@ export class SftpTarget implements Target {
     this.conn = undefined
     this.connecting = undefined
     this.dirs.clear()
+    this.chains.clear()
     this.mkdirs.clear()
     this.stateDirs.clear()
     this.manifestAhead = undefined
@@ -776,6 +784,7 @@ export class SftpTarget implements Target {
       return false
     }
     for (const dir of [...this.dirs.keys()]) if (dir === path || dir.startsWith(`${path}/`)) this.dirs.delete(dir)
+    for (const dir of [...this.chains]) if (dir === path || dir.startsWith(`${path}/`)) this.chains.delete(dir)
     return true
   }
 
@@ -1087,6 +1096,7 @@ export class SftpTarget implements Target {
    * below a symlink was looked at through it, so its answer is dropped, never used.
    */
   private async parentsState(path: string): Promise<'ok' | 'missing' | {dir: string; type: DirState}> {
+    if (this.chainKnown(path)) return 'ok'
     const dirs = parentDirs(path)
     const states = this.lookAtAll(dirs)
     for (let level = 0; level < dirs.length; level++) {
@@ -1095,7 +1105,14 @@ export class SftpTarget implements Target {
       this.forgetBelow(dirs, states, level)
       return state === 'missing' ? 'missing' : {dir: dirs[level], type: state}
     }
+    for (const dir of dirs) this.chains.add(dir)
     return 'ok'
+  }
+
+  /** The parents of `path` are known real directories (see chains); a file at the root has none. */
+  private chainKnown(path: string): boolean {
+    const slash = path.lastIndexOf('/')
+    return slash === -1 || this.chains.has(path.slice(0, slash))
   }
 
   /** dirState of every level at once; each answer is met where it is awaited, not as an unhandled rejection. */
@@ -1107,7 +1124,10 @@ export class SftpTarget implements Target {
 
   /** Drops the cached answers for the levels below `level` that `looked` asked for: they were looked at through what is there. */
   private forgetBelow(dirs: readonly string[], looked: ReadonlyArray<Promise<DirState>>, level: number): void {
-    for (let below = level + 1; below < dirs.length; below++) if (this.dirs.get(dirs[below]) === looked[below]) this.dirs.delete(dirs[below])
+    for (let below = level + 1; below < dirs.length; below++) {
+      if (this.dirs.get(dirs[below]) === looked[below]) this.dirs.delete(dirs[below])
+      this.chains.delete(dirs[below])
+    }
   }
 
   /** True when the parents exist as real directories, false when one is missing; UNSAFE_PATH otherwise. */
@@ -1124,6 +1144,7 @@ export class SftpTarget implements Target {
    * can be there, so the deeper ones are made without waiting for their (stale) answers.
    */
   private async ensureParents(path: string): Promise<void> {
+    if (this.chainKnown(path)) return
     const dirs = parentDirs(path)
     const looked = this.lookAtAll(dirs)
     let made = false
@@ -1144,6 +1165,7 @@ export class SftpTarget implements Target {
         throw unsafe(this.name, path, dir, state)
       }
     }
+    for (const dir of dirs) this.chains.add(dir)
   }
 
   /** mkdir of one directory under the root; resolves to the generic failure, if any, for the caller to weigh. */

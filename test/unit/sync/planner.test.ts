@@ -160,3 +160,20 @@ t.test('targets with the same entries, manifest and slave answers share one plan
   t.same(kinds(edited), {'a.html': 'keep'}, 'a customized slave is planned on its own answers')
   t.same(kinds(planning.plan(input('four', file(10)))), {'a.html': 'update'})
 })
+
+t.test('first publishes to empty slaves share one plan; a slave already holding files, or probed instead of listed, gets its own', async (t) => {
+  const e = entries(entry('a.html', 'h1'), entry('b.html', 'h2'))
+  const protect = () => false
+  const planning = new SharedPlanning()
+  const input = (target: string, slave: Map<string, SlaveFile | null>, listed = true) => ({target, url: `sftp://${target}/www`, entries: e, base: null, slave, listed, protect, force: false})
+  const one = planning.plan(input('one', new Map()))
+  const two = planning.plan(input('two', new Map()))
+  t.equal(two.actions, one.actions, 'the second empty slave reuses the first one\'s actions')
+  t.same([two.target, two.url], ['two', 'sftp://two/www'])
+  t.same(kinds(two), {'a.html': 'add', 'b.html': 'add'})
+  const holding = planning.plan(input('three', new Map([['a.html', file(10)]])))
+  t.not(holding.actions, one.actions, 'a slave with files is planned on its own listing')
+  t.equal(holding.actions.find((a) => a.path === 'a.html')?.kind, 'conflict', 'what it holds decides its plan')
+  const probed = planning.plan(input('four', new Map(), false))
+  t.not(probed.actions, one.actions, 'probing nothing is not the same answer as listing nothing')
+})
