@@ -73,6 +73,34 @@ const readBuffers = {
   },
 }
 
+/** A count of `count` calls: `done` resolves at the last (at once for none). */
+function countdown(count: number): {tick: () => void; done: Promise<void>} {
+  let left = count
+  let resolve!: () => void
+  const done = new Promise<void>((r) => (resolve = r))
+  if (left <= 0) resolve()
+  return {tick: () => --left === 0 && resolve(), done}
+}
+
+/**
+ * Sends a file's attributes and close (`finish`) once its last data request is sent (`allSent`),
+ * and resolves when everything is answered; rejects with the first failure, `finish` not called
+ * if the data failed before it was all sent. sftp-server answers a channel's requests in order,
+ * so they wait for no answer: a round trip sooner for every file of more than one request (and
+ * the pages behind the last one). A failed write after them changes nothing: the file never
+ * gets its final name. Only when the server takes every write whole: a write ssh2 has to split
+ * sends its second half once the first is answered, after the close.
+ */
+async function finishBehind(channel: SftpChannel, allSent: Promise<void>, answered: Promise<unknown>, finish: () => Promise<unknown>): Promise<void> {
+  if (CHUNK > channel.maxWriteLength) {
+    await answered
+    await finish()
+    return
+  }
+  await Promise.race([allSent, answered])
+  await Promise.all([answered, finish()])
+}
+
 /**
  * A local file read on this thread: opened, stat'ed, read and closed with blocking calls. The
  * file was hashed moments ago and its pages are in memory: a 64 KiB read then costs this
@@ -418,7 +446,7 @@ export class SftpTarget implements Target {
       // Exclusive create: never opens through something (even a symlink) already at that name.
       handle = await channel.open(temp, 'wx', {mode: 0o600})
       const openHandle = handle
-      const writeChunk = (offset: number) =>
+      const writeChunk = (offset: number, sent: () => void) =>
         this.inChunkSlot(async () => {
           // A chunk still waiting for its slot when the upload failed: its handle is closed, and
           // the server may give the number to the next file it opens.
@@ -426,14 +454,18 @@ export class SftpTarget implements Target {
           const length = Math.min(CHUNK, size - offset)
           // The caller's bytes go as they are: the request is a copy of them.
           if (data) {
-            await channel.write(openHandle, data, offset, length, offset)
+            const writing = channel.write(openHandle, data, offset, length, offset)
+            sent()
+            await writing
             written += length
             return
           }
           const buffer = readBuffers.take()
           const bytesRead = local!.read(buffer, length, offset)
           if (bytesRead !== length) throw changedWhileSent(this.name, path)
-          await channel.write(openHandle, buffer, 0, bytesRead, offset)
+          const writing = channel.write(openHandle, buffer, 0, bytesRead, offset)
+          sent()
+          await writing
           // Only once answered: a write longer than the server takes goes in parts, from this buffer.
           readBuffers.give(buffer)
           written += bytesRead
@@ -453,8 +485,10 @@ export class SftpTarget implements Target {
         await Promise.all([write, finish()])
         written = bytesRead
       } else {
-        await Promise.all(Array.from({length: Math.ceil(size / CHUNK)}, (_, i) => limit(() => writeChunk(i * CHUNK))))
-        await finish()
+        const chunks = Math.ceil(size / CHUNK)
+        const sent = countdown(chunks)
+        const writes = Promise.all(Array.from({length: chunks}, (_, i) => limit(() => writeChunk(i * CHUNK, sent.tick))))
+        await finishBehind(channel, sent.done, writes, finish)
       }
       await options.landAfter
       await this.replaceFile(channel, temp, path)
@@ -628,37 +662,46 @@ export class SftpTarget implements Target {
       if (created.status === 'rejected') throw created.reason
       const from = opened.value
       const to = created.value
-      const jobs: Array<() => Promise<void>> = []
+      const jobs: Array<(sent: () => void) => Promise<void>> = []
       for (const op of ops) {
         const at = size
         size += op.length
         // copy-data reads "to end of file" when the length is 0: an empty op must not be sent.
         if (op.length === 0) continue
         if (op.kind === 'copy') {
-          jobs.push(() => channel.copyData(from, op.from, op.length, to, at))
+          jobs.push((sent) => {
+            const copying = channel.copyData(from, op.from, op.length, to, at)
+            sent()
+            return copying
+          })
           continue
         }
         for (let done = 0; done < op.length; done += CHUNK) {
           const length = Math.min(CHUNK, op.length - done)
-          jobs.push(() =>
+          jobs.push((sent) =>
             this.inChunkSlot(async () => {
               if (stopped) return
               const buffer = readBuffers.take()
               const bytesRead = local.read(buffer, length, op.offset + done)
               if (bytesRead !== length) throw changedWhileSent(this.name, path)
-              await channel.write(to, buffer, 0, length, at + done)
+              const writing = channel.write(to, buffer, 0, length, at + done)
+              sent()
+              await writing
               readBuffers.give(buffer)
             }),
           )
         }
       }
-      await Promise.all(jobs.map((job) => limit(job)))
+      const sent = countdown(jobs.length)
+      const rebuilt = Promise.all(jobs.map((job) => limit(() => job(sent.tick))))
       const seconds = Math.floor(options.mtimeMs / 1000)
-      handle = undefined
-      // The old version is no longer read: its close goes out with the new one's.
-      const closing = channel.close(from).catch(() => {})
-      source = undefined
-      await Promise.all([channel.fsetstat(to, {mode: options.mode & 0o7777, atime: seconds, mtime: seconds}), channel.close(to), closing])
+      await finishBehind(channel, sent.done, rebuilt, () => {
+        handle = undefined
+        // The old version is no longer read: its close goes out with the new one's.
+        const closing = channel.close(from).catch(() => {})
+        source = undefined
+        return Promise.all([channel.fsetstat(to, {mode: options.mode & 0o7777, atime: seconds, mtime: seconds}), channel.close(to), closing])
+      })
       await options.landAfter
       await this.replace(channel, temp, final)
     } catch (error) {
