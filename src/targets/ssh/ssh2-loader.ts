@@ -35,12 +35,54 @@ export function pooledRandomFill(fill: Fill): Fill {
   }
 }
 
+/** What readyAtVersion reads of ssh2's SFTP session (ssh2 1.x); checked before it is relied on. */
+interface SftpSession {
+  server?: boolean
+  _version?: number
+  _requests?: Record<string, {extended?: string} | undefined>
+  push(data: Buffer | null): unknown
+  emit(event: string): boolean
+}
+
+/**
+ * An SFTP session can take requests once the server's VERSION is in, but ssh2 first asks an
+ * OpenSSH server for its limits (limits@openssh.com) and says 'ready' only with the answer: a
+ * round trip before the first request of every connection, and of a noop (behind a 20 ms link,
+ * 20 ms and more of the 0.2 s between login and the manifest's answer). This says 'ready' as
+ * soon as the limits are asked for: what is sent then goes out behind that request, and
+ * sftp-server answers in order. Until the limits' answer, ssh2's own limits for OpenSSH apply,
+ * no smaller than what the server announces and above every request mirror makes. Left as it
+ * is when ssh2's session does not look as expected.
+ */
+export function readyAtVersion(SFTP: {prototype: object}): void {
+  const proto = SFTP.prototype as Partial<SftpSession> & {_init?: (this: SftpSession) => void}
+  const init = proto._init
+  if (typeof init !== 'function' || typeof proto.push !== 'function' || typeof proto.emit !== 'function') return
+  const limitsAsked = (session: SftpSession) => Object.values(session._requests ?? {}).some((request) => request?.extended === 'limits@openssh.com')
+  proto._init = function (this: SftpSession) {
+    if (!this.server && this._version === -1) {
+      const push = this.push
+      this.push = function (this: SftpSession, data: Buffer | null) {
+        const result = push.call(this, data)
+        if (this._version === -1) return result
+        // Once: VERSION comes first and only once.
+        this.push = push
+        if (limitsAsked(this)) this.emit('ready')
+        return result
+      }
+    }
+    return init.call(this)
+  }
+}
+
 function load(): typeof Ssh2 {
   const crypto = require('node:crypto') as {randomFillSync: Fill}
   const own = crypto.randomFillSync
   crypto.randomFillSync = pooledRandomFill(own)
   try {
-    return require('ssh2') as typeof Ssh2
+    const loaded = require('ssh2') as typeof Ssh2
+    readyAtVersion((require('ssh2/lib/protocol/SFTP.js') as {SFTP: {prototype: object}}).SFTP)
+    return loaded
   } finally {
     crypto.randomFillSync = own
   }
