@@ -6,7 +6,7 @@ import {existsSync, readFileSync} from 'node:fs'
 import {Socket} from 'node:net'
 
 import pLimit from 'p-limit'
-import ssh2 from './ssh2-loader.js'
+import ssh2, {ignoreHostKeyAnnouncements} from './ssh2-loader.js'
 import type {
   AlgorithmList,
   AnyAuthMethod,
@@ -261,6 +261,7 @@ export class SshConnection {
       })
       try {
         this.client.connect(config)
+        ignoreHostKeyAnnouncements(this.client)
         sock.connect({host: params.hostName, port: params.port})
       } catch (error) {
         fail(new MirrorError('INTERNAL', `ssh2 refused the connection settings: ${(error as Error).message}`, {target: options.target, cause: error}))

@@ -75,6 +75,25 @@ export function readyAtVersion(SFTP: {prototype: object}): void {
   }
 }
 
+type GlobalRequestHandler = (protocol: unknown, name: string, wantReply: boolean, data: unknown) => unknown
+
+/**
+ * Call right after `client.connect()`. OpenSSH's sshd announces its host keys after the login
+ * (hostkeys-00@openssh.com, for clients that update known_hosts), and ssh2 answers every
+ * announcement by asking the server to prove it holds each key, then checks every signature:
+ * on every connection, a signature per host key on the slave (an RSA key's is the dear one)
+ * and their checks here, for keys mirror never records. The announcement is let go unanswered,
+ * as the server allows (it asks for no reply), and as OpenSSH's ssh does with UpdateHostKeys
+ * off. Left as it is when ssh2's client does not look as expected.
+ */
+export function ignoreHostKeyAnnouncements(client: InstanceType<typeof Ssh2.Client>): void {
+  const handlers = (client as unknown as {_protocol?: {_handlers?: Record<string, unknown>}})._protocol?._handlers
+  const handle = handlers?.GLOBAL_REQUEST
+  if (!handlers || typeof handle !== 'function') return
+  handlers.GLOBAL_REQUEST = ((protocol, name, wantReply, data) =>
+    name === 'hostkeys-00@openssh.com' && !wantReply ? undefined : (handle as GlobalRequestHandler)(protocol, name, wantReply, data)) satisfies GlobalRequestHandler
+}
+
 function load(): typeof Ssh2 {
   const crypto = require('node:crypto') as {randomFillSync: Fill}
   const own = crypto.randomFillSync
