@@ -322,6 +322,11 @@ export async function executePlan(target: Target, plan: TargetPlan, options: Exe
     pages.bulk.length > 0 ? sendBulk(pages.bulk, pagesMayLand) : undefined,
   ])
 
+  // The manifest's temporary file (and, for a patch, the old one) is opened while the deletes
+  // go out: its write starts a round trip sooner. A guess at the write to come: a wrong one only
+  // costs the requests.
+  if (plan.actions.length > 0 && !journaling && !halted()) target.prepareState?.('manifest.json', onSlave && patchable(target, onSlave, onSlave.length) ? onSlave.length : undefined)
+
   // Deletes go last, and only when every upload landed (rclone's rule): a failed upload may
   // mean the new page that replaces a deleted one is not there yet.
   const deletes = plan.actions.filter((a) => a.kind === 'delete')

@@ -178,6 +178,13 @@ export interface Target {
    */
   patchState?(name: string, baseSize: number, ops: readonly DeltaOp[], data: Buffer): Promise<RemoteStat>
 
+  /**
+   * Optional: begins the next `writeState` or `patchState` of `name` now (`baseSize` as that
+   * call will give it), so that it finishes sooner. Nothing is replaced until that call; a call
+   * with another name or base size, `unlock` and `close` undo what this began.
+   */
+  prepareState?(name: string, baseSize?: number): void
+
   /** Stats a file of the target's state; null when it does not exist. */
   statState(name: string): Promise<RemoteStat | null>
 

@@ -778,6 +778,38 @@ t.test('sftp: patchState rebuilds a state file from its unchanged blocks; anothe
   t.same((await fs.readdir(state)).filter((n) => n.endsWith('.tmp')), [], 'no temporary file left')
 })
 
+t.test('sftp: a state write begun ahead (prepareState) replaces the file as the call that takes it says; one never taken leaves nothing behind', async (t) => {
+  const {root, state} = await newRoot(t)
+  const target = new SftpTarget(config(sshd, root, {state}), {config: sshd.sshConfigFile})
+  t.teardown(() => target.close())
+  await target.connect()
+  const old = Buffer.from(Array.from({length: 4000}, (_, i) => `"row/${i}.html":["${String(i).padStart(64, '0')}",${i}]`).join(','))
+  await target.writeState('manifest.json', old)
+  const temps = async () => (await fs.readdir(state)).filter((n) => n.endsWith('.tmp'))
+  // Begun for a patch, taken by that patch.
+  target.prepareState!('manifest.json', old.length)
+  const next = Buffer.from(old.toString().replace('"row/2000.html":["', '"row/2000.html":["changed'))
+  const patched = await target.patchState!('manifest.json', old.length, computeDelta(computeSignature(old, 512), next).ops, next)
+  t.ok((await fs.readFile(join(state, 'manifest.json'))).equals(next), 'the patch taking it rebuilt the file exactly')
+  t.same(patched, await target.statState('manifest.json'))
+  // Begun for a patch, but the write that comes is a whole one: done the usual way.
+  target.prepareState!('manifest.json', next.length)
+  const whole = Buffer.from('{"format":1,"whole":true}')
+  await target.writeState('manifest.json', whole)
+  t.ok((await fs.readFile(join(state, 'manifest.json'))).equals(whole), 'a write with another base size replaces it whole')
+  t.same(await temps(), [], 'what was begun for the patch is gone')
+  // Begun and never taken: the unlock undoes it, the file stays as it was.
+  await target.lock({host: 'h', user: 'u', pid: 1, since: new Date().toISOString(), command: 'mirror publish'})
+  target.prepareState!('manifest.json')
+  await target.unlock()
+  t.same(await temps(), [], 'nothing left behind after the unlock')
+  t.ok((await fs.readFile(join(state, 'manifest.json'))).equals(whole), 'and the file is untouched')
+  // ... and so does close.
+  target.prepareState!('manifest.json')
+  await target.close()
+  t.same(await temps(), [], 'nothing left behind after close')
+})
+
 t.test('sftp: many files into many new directories at once, over several channels, all land', async (t) => {
   const {root} = await newRoot(t)
   const local = join(tempDir('mirror-bulk-src-'), 'page.html')

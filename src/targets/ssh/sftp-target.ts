@@ -201,6 +201,8 @@ export class SftpTarget implements Target {
   private manifestAheadAt = 0
   /** Whether the lock was still ours when the manifest was last written, and when that was answered, for unlock (see LOCK_CHECKED_MS). */
   private lockChecked: Promise<{ours: boolean; at: number}> | undefined
+  /** A state file's replacement begun ahead (prepareState), for replaceState to take. */
+  private stateOpening: StateOpening | undefined
 
   constructor(config: TargetConfig, ssh: {config?: string; knownHosts?: string} = {}) {
     if (config.location.kind !== 'sftp') throw new MirrorError('INTERNAL', 'SftpTarget needs an sftp:// URL', {target: config.name})
@@ -300,6 +302,9 @@ export class SftpTarget implements Target {
     this.stateDirs.clear()
     this.manifestAhead = undefined
     this.lockChecked = undefined
+    const opening = this.stateOpening
+    this.stateOpening = undefined
+    if (opening && !conn?.lost) await discardOpening(opening)
     await conn?.close().catch(() => {})
   }
 
@@ -939,9 +944,14 @@ export class SftpTarget implements Target {
     fill: (channel: SftpChannel, to: Buffer, from: Buffer | undefined, lastSent: () => void) => Promise<void>,
   ): Promise<RemoteStat> {
     this.manifestAhead = undefined
-    const channel = this.connection.channel()
-    const file = `${this.stateAbs}/${name}`
-    const temp = `${file}.${randomBytes(4).toString('hex')}.tmp`
+    let ahead = this.stateOpening
+    this.stateOpening = undefined
+    if (ahead && (ahead.name !== name || ahead.baseSize !== baseSize)) {
+      void discardOpening(ahead)
+      ahead = undefined
+    }
+    const opening = ahead ?? this.openState(name, baseSize)
+    const {channel, file, temp} = opening
     const token = this.lockToken
     if (name === 'manifest.json' && token) {
       this.lockChecked = this.lockIsOurs(channel, token).then((ours) => ({ours, at: Date.now()}))
@@ -950,14 +960,7 @@ export class SftpTarget implements Target {
     let handle: Buffer | undefined
     let from: Buffer | undefined
     try {
-      await this.ensureStateDir(posix.dirname(file))
-      // The old file is opened beside its check (it is ours, in the state directory, and the
-      // check is what decides whether it is read at all).
-      const [created, current, opened] = await Promise.allSettled([
-        channel.open(temp, 'wx', {mode: 0o600}),
-        baseSize === undefined ? undefined : channel.lstat(file).then(toRemoteStat),
-        baseSize === undefined ? undefined : channel.open(file, 'r'),
-      ])
+      const [created, current, opened] = await opening.requests
       if (opened.status === 'fulfilled' && opened.value) {
         if (current.status === 'fulfilled' && current.value?.type === 'file' && current.value.size === baseSize) from = opened.value
         else void channel.close(opened.value).catch(() => {})
@@ -988,6 +991,37 @@ export class SftpTarget implements Target {
       await channel.unlink(temp).catch(() => {})
       throw failure
     }
+  }
+
+  /**
+   * Sends the first requests of the next writeState or patchState of `name` now (with
+   * `baseSize`, as that call will have it): the temporary file's create and, for a patch, the
+   * old file's check and opening. The call that follows with the same name and base size
+   * starts from their answers: a round trip sooner (the executor asks for the manifest's while
+   * the deletes are under way). Anything else, or unlock and close, undoes them.
+   */
+  prepareState(name: string, baseSize?: number): void {
+    this.check(name)
+    if (this.stateOpening || !this.conn || this.conn.lost) return
+    this.stateOpening = this.openState(name, baseSize)
+  }
+
+  /** The first requests of a state file's replacement (see replaceState), all in one round trip. */
+  private openState(name: string, baseSize: number | undefined): StateOpening {
+    const channel = this.connection.channel()
+    const file = `${this.stateAbs}/${name}`
+    const temp = `${file}.${randomBytes(4).toString('hex')}.tmp`
+    const requests = this.ensureStateDir(posix.dirname(file)).then(() =>
+      // The old file is opened beside its check (it is ours, in the state directory, and the
+      // check is what decides whether it is read at all).
+      Promise.allSettled([
+        channel.open(temp, 'wx', {mode: 0o600}),
+        baseSize === undefined ? undefined : channel.lstat(file).then(toRemoteStat),
+        baseSize === undefined ? undefined : channel.open(file, 'r'),
+      ] as const),
+    )
+    requests.catch(() => {})
+    return {name, baseSize, channel, file, temp, requests}
   }
 
   async appendState(name: string, data: Buffer): Promise<void> {
@@ -1083,6 +1117,9 @@ export class SftpTarget implements Target {
     const token = this.lockToken
     const checked = this.lockChecked
     this.lockChecked = undefined
+    const opening = this.stateOpening
+    this.stateOpening = undefined
+    if (opening) await discardOpening(opening)
     if (!token || !this.conn) return
     this.lockToken = undefined
     const channel = this.conn.channel()
@@ -1387,4 +1424,27 @@ function unsafe(target: string, path: string, dir: string, type: string): Mirror
 /** POSIX single-quoting, for command lines shown to the user. */
 function shellQuote(value: string): string {
   return /^[\w@%+=:,./-]+$/.test(value) ? value : `'${value.replace(/'/g, `'\\''`)}'`
+}
+
+/** A state file's replacement begun: its first requests' answers (see SftpTarget.openState). */
+interface StateOpening {
+  name: string
+  baseSize: number | undefined
+  channel: SftpChannel
+  file: string
+  temp: string
+  requests: Promise<readonly [PromiseSettledResult<Buffer>, PromiseSettledResult<RemoteStat | undefined>, PromiseSettledResult<Buffer | undefined>]>
+}
+
+/** Closes what a replacement begun and never taken opened, and removes its temporary file. */
+async function discardOpening(opening: StateOpening): Promise<void> {
+  const answers = await opening.requests.catch(() => undefined)
+  if (!answers) return
+  const [created, , opened] = answers
+  const {channel} = opening
+  await Promise.all([
+    created.status === 'fulfilled' ? channel.close(created.value).catch(() => {}) : undefined,
+    opened.status === 'fulfilled' && opened.value ? channel.close(opened.value).catch(() => {}) : undefined,
+    created.status === 'fulfilled' ? channel.unlink(opening.temp).catch(() => {}) : undefined,
+  ])
 }
