@@ -4,51 +4,19 @@
 // of send-windows.ts).
 
 import {randomBytes} from 'node:crypto'
-import {mkdtempSync, writeFileSync} from 'node:fs'
 import * as fs from 'node:fs/promises'
-import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
 import t from 'tap'
 
-import {startLink} from '../../bench/link.js'
 import type {SshConnection} from '../../src/targets/ssh/connection.js'
 import {WINDOW_CAP_MIN, windowCapFor} from '../../src/targets/ssh/send-windows.js'
-import {SftpTarget} from '../../src/targets/ssh/sftp-target.js'
-import {sshdFor} from '../helpers/sshd.js'
+import {linkedTarget} from '../helpers/link-target.js'
 
 delete process.env.SSH_AUTH_SOCK
 
 t.test('behind a 100 Mbit/s link the window cap stays below the 1 Gbit/s ceiling; a stream and large files beside it arrive whole', async (t) => {
-  const sshd = await sshdFor(t)
-  const link = await startLink({rttMs: 20, mbit: 100}, [sshd.port])
-  t.teardown(() => link.stop())
-  const dir = mkdtempSync(join(tmpdir(), 'mirror-link-'))
-  t.teardown(() => fs.rm(dir, {recursive: true, force: true}))
-  const root = join(dir, 'www')
-  await fs.mkdir(root)
-  const sshConfig = join(dir, 'ssh_config')
-  writeFileSync(
-    sshConfig,
-    [
-      `Host ${sshd.alias}`,
-      '  HostName 127.0.0.1',
-      `  Port ${link.ports[0]}`,
-      // The relay's port is not the slave's: its key is known under the slave's own name.
-      `  HostKeyAlias [127.0.0.1]:${sshd.port}`,
-      `  User ${sshd.user}`,
-      `  IdentityFile ${sshd.identityFile}`,
-      `  UserKnownHostsFile ${sshd.knownHostsFile}`,
-      '  IdentitiesOnly yes',
-      '',
-    ].join('\n'),
-  )
-  const target = new SftpTarget(
-    {name: 'far', url: `sftp://${sshd.alias}${root}`, location: {kind: 'sftp', host: sshd.alias, root}, transfers: 32, hostKeys: 'strict', timeoutMs: 30_000},
-    {config: sshConfig},
-  )
-  t.teardown(() => target.close())
-  await target.connect()
+  const {target, dir, root} = await linkedTarget(t, {rttMs: 20, mbit: 100})
 
   const local = join(dir, 'src')
   await fs.mkdir(local)

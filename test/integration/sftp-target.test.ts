@@ -254,15 +254,21 @@ t.test('sftp: a missing root is ROOT_MISSING naming the target and the path', as
   t.match(error.suggestion, 'mkdir -p')
 })
 
-t.test('sftp: a symlink inside the root pointing outside is never written, removed or backed up through', async (t) => {
+/** A connected target on a fresh root, a directory outside it, and a local file holding `content`. */
+async function besideOutside(t: Test, content: string): Promise<{root: string; outside: string; target: SftpTarget; local: string}> {
   const {root, state} = await newRoot(t)
   const outside = tempDir('mirror-outside-')
-  await fs.writeFile(join(outside, 'passwd'), 'keep')
   const target = new SftpTarget(config(sshd, root, {state}), {config: sshd.sshConfigFile})
   t.teardown(() => target.close())
   await target.connect()
   const local = join(tempDir('mirror-src-'), 'f')
-  writeFileSync(local, 'evil')
+  writeFileSync(local, content)
+  return {root, outside, target, local}
+}
+
+t.test('sftp: a symlink inside the root pointing outside is never written, removed or backed up through', async (t) => {
+  const {root, outside, target, local} = await besideOutside(t, 'evil')
+  await fs.writeFile(join(outside, 'passwd'), 'keep')
   // `site` is known to be a directory once this lands; the symlink appears below it afterwards.
   await target.put(local, 'site/index.html', {mode: 0o644, mtimeMs: Date.now()})
   await fs.symlink(outside, join(root, 'site/img'))
@@ -285,13 +291,7 @@ t.test('sftp: a symlink inside the root pointing outside is never written, remov
 })
 
 t.test('sftp: a directory it emptied and removed is looked at again before the next file goes there', async (t) => {
-  const {root, state} = await newRoot(t)
-  const outside = tempDir('mirror-outside-')
-  const target = new SftpTarget(config(sshd, root, {state}), {config: sshd.sshConfigFile})
-  t.teardown(() => target.close())
-  await target.connect()
-  const local = join(tempDir('mirror-src-'), 'f')
-  writeFileSync(local, 'page')
+  const {root, outside, target, local} = await besideOutside(t, 'page')
   // site/img is known to be a real directory at every level once this lands.
   await target.put(local, 'site/img/a.html', {mode: 0o644, mtimeMs: Date.now()})
   await target.remove('site/img/a.html')
