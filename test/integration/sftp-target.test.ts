@@ -758,13 +758,19 @@ t.test('sftp: a lock another publisher took over stays when this one unlocks, al
   t.notOk(existsSync(join(state, 'lock')), 'its own lock is gone')
 })
 
-t.test('sftp: patchState rebuilds a state file from its unchanged blocks; another base size means a whole write', async (t) => {
+/** A connected target whose state holds a manifest-like file of 4,000 rows (`old`). */
+async function withStateFile(t: Test): Promise<{target: SftpTarget; state: string; old: Buffer}> {
   const {root, state} = await newRoot(t)
   const target = new SftpTarget(config(sshd, root, {state}), {config: sshd.sshConfigFile})
   t.teardown(() => target.close())
   await target.connect()
   const old = Buffer.from(Array.from({length: 4000}, (_, i) => `"row/${i}.html":["${String(i).padStart(64, '0')}",${i}]`).join(','))
   await target.writeState('manifest.json', old)
+  return {target, state, old}
+}
+
+t.test('sftp: patchState rebuilds a state file from its unchanged blocks; another base size means a whole write', async (t) => {
+  const {target, state, old} = await withStateFile(t)
   const next = Buffer.from(old.toString().replace('"row/2000.html":["', '"row/2000.html":["changed').replace('"row/10.html"', '"row/10b.html"'))
   const delta = computeDelta(computeSignature(old, 512), next)
   t.ok(delta.literalBytes < 4096, `only the changed blocks are sent (${delta.literalBytes} bytes)`)
@@ -779,12 +785,7 @@ t.test('sftp: patchState rebuilds a state file from its unchanged blocks; anothe
 })
 
 t.test('sftp: a state write begun ahead (prepareState) replaces the file as the call that takes it says; one never taken leaves nothing behind', async (t) => {
-  const {root, state} = await newRoot(t)
-  const target = new SftpTarget(config(sshd, root, {state}), {config: sshd.sshConfigFile})
-  t.teardown(() => target.close())
-  await target.connect()
-  const old = Buffer.from(Array.from({length: 4000}, (_, i) => `"row/${i}.html":["${String(i).padStart(64, '0')}",${i}]`).join(','))
-  await target.writeState('manifest.json', old)
+  const {target, state, old} = await withStateFile(t)
   const temps = async () => (await fs.readdir(state)).filter((n) => n.endsWith('.tmp'))
   // Begun for a patch, taken by that patch.
   target.prepareState!('manifest.json', old.length)
