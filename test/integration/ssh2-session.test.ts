@@ -1,29 +1,57 @@
-// What ssh2-loader.ts changes in ssh2's sessions, against a real OpenSSH sshd: an SFTP session
-// takes its first requests along with ssh2's request for the server's limits, and the host keys
-// sshd announces after the login are not asked to be proved.
+// What ssh2-loader.ts changes in ssh2's sessions, against a real OpenSSH sshd: a key file logs
+// in with its signature at once, an SFTP session takes its first requests along with ssh2's
+// request for the server's limits, and the host keys sshd announces after the login are not
+// asked to be proved.
 
-import {readFileSync} from 'node:fs'
+import {spawnSync} from 'node:child_process'
+import {appendFileSync, mkdtempSync, readFileSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {dirname, join} from 'node:path'
 
 import t, {type Test} from 'tap'
 import type {Client, SFTPWrapper, Stats} from 'ssh2'
 
 import ssh2, {ignoreHostKeyAnnouncements} from '../../src/targets/ssh/ssh2-loader.js'
-import {sshdFor, type Sshd} from '../helpers/sshd.js'
+import {generateKey, sshdFor, type Sshd} from '../helpers/sshd.js'
 
 delete process.env.SSH_AUTH_SOCK
 
 /** A logged-in ssh2 client, with what its debug output said. */
-async function login(t: Test, sshd: Sshd, adjust?: (client: Client) => void): Promise<{client: Client; said: string[]}> {
+async function login(t: Test, sshd: Sshd, adjust?: (client: Client) => void, keys: string[] = [sshd.identityFile]): Promise<{client: Client; said: string[]}> {
   const said: string[] = []
   const client = new ssh2.Client()
   t.teardown(() => client.end())
   await new Promise<void>((resolve, reject) => {
     client.once('ready', () => resolve()).once('error', reject)
-    client.connect({host: '127.0.0.1', port: sshd.port, username: sshd.user, privateKey: readFileSync(sshd.identityFile), debug: (line) => said.push(line)})
+    const authHandler = keys.map((file) => ({type: 'publickey' as const, username: sshd.user, key: readFileSync(file)}))
+    client.connect({host: '127.0.0.1', port: sshd.port, username: sshd.user, authHandler, debug: (line) => said.push(line)})
     adjust?.(client)
   })
   return {client, said}
 }
+
+t.test('a key file logs in with its signature at once, not after asking whether the server takes it', async (t) => {
+  const sshd = await sshdFor(t)
+  const {client, said} = await login(t, sshd)
+  t.ok((await statRoot(await openSftp(client))).isDirectory(), 'logged in, the session answers')
+  t.equal(said.filter((line) => line.includes('USERAUTH_REQUEST (publickey)')).length, 1, 'one signed request')
+  t.notOk(said.some((line) => line.includes('publickey -- check')), 'no question first')
+})
+
+t.test('a key the server does not take is refused as before, and the next one (RSA, signed with SHA-256) logs in', async (t) => {
+  const sshd = await sshdFor(t)
+  const dir = mkdtempSync(join(tmpdir(), 'mirror-keys-'))
+  t.teardown(() => spawnSync('rm', ['-rf', dir]))
+  const stranger = generateKey(dir, 'stranger').privateKey
+  const rsa = join(dir, 'rsa')
+  const made = spawnSync('ssh-keygen', ['-q', '-t', 'rsa', '-b', '2048', '-N', '', '-f', rsa], {encoding: 'utf8'})
+  t.equal(made.status, 0, 'ssh-keygen made an RSA key')
+  appendFileSync(join(dirname(sshd.identityFile), 'authorized_keys'), readFileSync(`${rsa}.pub`, 'utf8'))
+  const {client, said} = await login(t, sshd, undefined, [stranger, rsa])
+  t.ok((await statRoot(await openSftp(client))).isDirectory(), 'logged in with the second key')
+  t.ok(said.some((line) => line.includes('USERAUTH_FAILURE')), 'the first key was refused')
+  t.notOk(said.some((line) => line.includes('publickey -- check')), 'neither was asked about first')
+})
 
 const openSftp = (client: Client) => new Promise<SFTPWrapper>((resolve, reject) => client.sftp((error, session) => (error ? reject(error) : resolve(session))))
 const statRoot = (sftp: SFTPWrapper) => new Promise<Stats>((resolve, reject) => sftp.stat('/', (error, s) => (error ? reject(error) : resolve(s))))

@@ -94,6 +94,51 @@ export function ignoreHostKeyAnnouncements(client: InstanceType<typeof Ssh2.Clie
     name === 'hostkeys-00@openssh.com' && !wantReply ? undefined : (handle as GlobalRequestHandler)(protocol, name, wantReply, data)) satisfies GlobalRequestHandler
 }
 
+/** What signWithoutAsking reads of a key ssh2 has parsed. */
+interface ParsedKey {
+  isPrivateKey?: () => boolean
+  sign?: (data: Buffer, hash?: string) => Buffer | Error
+}
+
+type AuthPK = (this: unknown, username: string, key: unknown, keyAlgo?: unknown, cbSign?: unknown) => unknown
+
+/**
+ * ssh2 logs in with a key file by asking first whether the server would take its public key,
+ * and signs only with the answer: a round trip of every connection's login. A signature over
+ * the session's identifier is what the server asks for anyway, and RFC 4252 (section 7) lets
+ * the client send it at once. This signs right away for a key ssh2 holds the private half of;
+ * a key in an agent is asked about first, as before (the agent signs, and may ask its user).
+ * When signing fails here, ssh2 asks first, as it would have. A server that refuses the key
+ * answers as it would the question, and ssh2 goes on to the next method. Left as it is when
+ * ssh2's protocol does not look as expected.
+ */
+export function signWithoutAsking(Protocol: {prototype: object}): void {
+  const proto = Protocol.prototype as {authPK?: AuthPK}
+  const authPK = proto.authPK
+  if (typeof authPK !== 'function' || authPK.length !== 4) return
+  proto.authPK = function (this: unknown, username: string, key: unknown, keyAlgo?: unknown, cbSign?: unknown) {
+    const parsed = key as ParsedKey | undefined
+    if (cbSign !== undefined || typeof keyAlgo === 'function' || parsed?.isPrivateKey?.() !== true || typeof parsed.sign !== 'function') {
+      return authPK.call(this, username, key, keyAlgo, cbSign)
+    }
+    // The hash an RSA key signs with follows the algorithm offered, as ssh2 pairs them (getKeyAlgos).
+    const hash = keyAlgo === 'rsa-sha2-256' ? 'sha256' : keyAlgo === 'rsa-sha2-512' ? 'sha512' : keyAlgo === 'ssh-rsa' ? 'sha1' : undefined
+    try {
+      // authPK calls this before it changes anything: a failure here leaves it as it was.
+      return authPK.call(this, username, key, keyAlgo, (data: Buffer, done: (signature: Buffer) => void) => {
+        const signature = parsed.sign!(data, hash)
+        if (!Buffer.isBuffer(signature)) throw UNSIGNED
+        done(signature)
+      })
+    } catch (error) {
+      if (error !== UNSIGNED) throw error
+      return authPK.call(this, username, key, keyAlgo)
+    }
+  }
+}
+
+const UNSIGNED = new Error('the key did not sign')
+
 function load(): typeof Ssh2 {
   const crypto = require('node:crypto') as {randomFillSync: Fill}
   const own = crypto.randomFillSync
@@ -101,6 +146,7 @@ function load(): typeof Ssh2 {
   try {
     const loaded = require('ssh2') as typeof Ssh2
     readyAtVersion((require('ssh2/lib/protocol/SFTP.js') as {SFTP: {prototype: object}}).SFTP)
+    signWithoutAsking(require('ssh2/lib/protocol/Protocol.js') as {prototype: object})
     return loaded
   } finally {
     crypto.randomFillSync = own
