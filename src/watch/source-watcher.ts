@@ -43,13 +43,15 @@ export function watchSource(source: string, options: SourceWatcherOptions): Sour
     const rel = toRelative(path)
     if (rel !== '' && !rel.startsWith('..')) options.onPath(rel)
   }
-  // A directory that appears with files already in it (a checkout, `cp -r`, `tar -x`): a file
-  // written between chokidar's read of the new directory and its watch on it can go unreported
-  // (seen once in 300 files of a burst), so the directory is read here too. A path reported
-  // twice is one change to the batcher.
-  const readNewDir = async (dir: string): Promise<void> => {
+  // A directory that appears with files already in it (a checkout, `cp -r`, `tar -x`): chokidar
+  // reads a new directory, then watches it, and a file written between the two goes unreported
+  // unless something else changes there later (a 300-file burst arrived with 299, now and then).
+  // So the new directory is read here too, at once, and again once chokidar watches it, when
+  // what chokidar has not seen is reported. A path reported twice is one change to the batcher.
+  const readNewDir = async (dir: string, unseen?: (name: string) => boolean): Promise<void> => {
     const entries = await readdir(dir, {withFileTypes: true}).catch(() => [])
     for (const entry of entries) {
+      if (unseen && !unseen(entry.name)) continue
       const path = join(dir, entry.name)
       const rel = toRelative(path)
       if (options.ignored(rel, entry.isDirectory())) continue
@@ -57,11 +59,39 @@ export function watchSource(source: string, options: SourceWatcherOptions): Sour
       else report(path)
     }
   }
-  watcher.on('addDir', (dir) => void readNewDir(dir))
+  // The second look, for the new directories of the last moments at once: chokidar's list of
+  // what it knows is made from every directory it watches.
+  const toCheck = new Set<string>()
+  let checking: NodeJS.Timeout | undefined
+  const checkLater = (dir: string) => {
+    toCheck.add(dir)
+    checking ??= setTimeout(() => {
+      checking = undefined
+      const dirs = [...toCheck]
+      toCheck.clear()
+      const watched = watcher.getWatched()
+      for (const dir of dirs) {
+        const known = new Set(watched[dir] ?? [])
+        void readNewDir(dir, (name) => !known.has(name))
+      }
+    }, NEW_DIR_CHECK_MS)
+  }
+  watcher.on('addDir', (dir) => {
+    void readNewDir(dir)
+    checkLater(dir)
+  })
   watcher.on('add', report)
   watcher.on('change', report)
   watcher.on('unlink', report)
   watcher.on('ready', options.onReady)
   watcher.on('error', (error) => options.onError(error as Error))
-  return {close: () => watcher.close()}
+  return {
+    close: () => {
+      clearTimeout(checking)
+      return watcher.close()
+    },
+  }
 }
+
+/** How long after a directory appears chokidar surely watches it (it reads it first, then watches). */
+const NEW_DIR_CHECK_MS = 200
