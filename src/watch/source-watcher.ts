@@ -46,8 +46,9 @@ export function watchSource(source: string, options: SourceWatcherOptions): Sour
   // A directory that appears with files already in it (a checkout, `cp -r`, `tar -x`): chokidar
   // reads a new directory, then watches it, and a file written between the two goes unreported
   // unless something else changes there later (a 300-file burst arrived with 299, now and then).
-  // So the new directory is read here too, at once, and again once chokidar watches it, when
-  // what chokidar has not seen is reported. A path reported twice is one change to the batcher.
+  // So the new directory is read here again once chokidar watches it, and what chokidar has not
+  // seen is reported (read at once instead, it was read before chokidar's own read, and every
+  // file of it was reported twice). A path reported twice is one change to the batcher.
   const readNewDir = async (dir: string, unseen?: (name: string) => boolean): Promise<void> => {
     const entries = await readdir(dir, {withFileTypes: true}).catch(() => [])
     for (const entry of entries) {
@@ -76,10 +77,7 @@ export function watchSource(source: string, options: SourceWatcherOptions): Sour
       }
     }, NEW_DIR_CHECK_MS)
   }
-  watcher.on('addDir', (dir) => {
-    void readNewDir(dir)
-    checkLater(dir)
-  })
+  watcher.on('addDir', checkLater)
   watcher.on('add', report)
   watcher.on('change', report)
   watcher.on('unlink', report)

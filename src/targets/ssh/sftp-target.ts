@@ -73,6 +73,12 @@ const readBuffers = {
   },
 }
 
+/** `request`, once `sent` is told it went out: for finishBehind, which waits for the last one. */
+function told<T>(request: Promise<T>, sent: () => void): Promise<T> {
+  sent()
+  return request
+}
+
 /** A count of `count` calls: `done` resolves at the last (at once for none). */
 function countdown(count: number): {tick: () => void; done: Promise<void>} {
   let left = count
@@ -459,18 +465,14 @@ export class SftpTarget implements Target {
           const length = Math.min(CHUNK, size - offset)
           // The caller's bytes go as they are: the request is a copy of them.
           if (data) {
-            const writing = channel.write(openHandle, data, offset, length, offset)
-            sent()
-            await writing
+            await told(channel.write(openHandle, data, offset, length, offset), sent)
             written += length
             return
           }
           const buffer = readBuffers.take()
           const bytesRead = local!.read(buffer, length, offset)
           if (bytesRead !== length) throw changedWhileSent(this.name, path)
-          const writing = channel.write(openHandle, buffer, 0, bytesRead, offset)
-          sent()
-          await writing
+          await told(channel.write(openHandle, buffer, 0, bytesRead, offset), sent)
           // Only once answered: a write longer than the server takes goes in parts, from this buffer.
           readBuffers.give(buffer)
           written += bytesRead
@@ -674,11 +676,7 @@ export class SftpTarget implements Target {
         // copy-data reads "to end of file" when the length is 0: an empty op must not be sent.
         if (op.length === 0) continue
         if (op.kind === 'copy') {
-          jobs.push((sent) => {
-            const copying = channel.copyData(from, op.from, op.length, to, at)
-            sent()
-            return copying
-          })
+          jobs.push((sent) => told(channel.copyData(from, op.from, op.length, to, at), sent))
           continue
         }
         for (let done = 0; done < op.length; done += CHUNK) {
@@ -689,9 +687,7 @@ export class SftpTarget implements Target {
               const buffer = readBuffers.take()
               const bytesRead = local.read(buffer, length, op.offset + done)
               if (bytesRead !== length) throw changedWhileSent(this.name, path)
-              const writing = channel.write(to, buffer, 0, length, at + done)
-              sent()
-              await writing
+              await told(channel.write(to, buffer, 0, length, at + done), sent)
               readBuffers.give(buffer)
             }),
           )
