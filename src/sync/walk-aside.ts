@@ -3,8 +3,8 @@
 // only reads its answer; else the walk (an lstat of every file) runs on a worker thread. The
 // tree's print comes first; the files are hashed on a worker thread, and cross over only when
 // the caller needs them (a quick noop never does), while this thread locks the targets and reads
-// their manifests. A very big tree is hashed on the calling thread instead (memory: see
-// HASH_ASIDE_MAX_FILES).
+// their manifests. A small tree and a very big one are hashed on the calling thread instead
+// (see HASH_ASIDE_MIN_FILES and HASH_ASIDE_MAX_FILES).
 
 import {join} from 'node:path'
 import {Worker} from 'node:worker_threads'
@@ -25,6 +25,14 @@ export type ScanRequest = Pick<HashOptions, 'cacheFile' | 'only'>
  */
 const HASH_ASIDE_MAX_FILES = 50_000
 
+/**
+ * Below this many files they are hashed here: a worker thread costs 60-80 ms of CPU to start
+ * (a V8 isolate, Node's bootstrap, the scan's modules again), more than reading the hash cache
+ * and hashing a small change of a small tree, and this thread mostly waits for the handshakes
+ * meanwhile. Behind a 20 ms link, a 2,000-file change took a quarter less CPU.
+ */
+const HASH_ASIDE_MIN_FILES = 5_000
+
 export interface WalkedTree {
   /** Changes whenever the files would (see SourceTree.print, ListedSource.print). */
   print: string
@@ -36,8 +44,8 @@ export interface WalkedTree {
    */
   scan(request: ScanRequest): Promise<ScanResult>
   /**
-   * Starts the hashing for `request` now, when it runs on a thread of its own (on the calling
-   * thread it waits for scan: the caller may want to limit its heap first).
+   * Starts the hashing for `request` now, unless the tree is big enough that the caller may
+   * want to limit its heap first (it then waits for scan).
    */
   prefetch(request: ScanRequest): void
   /** Lets the worker go when the file list is not needed. */
@@ -169,10 +177,12 @@ export async function walkAside(root: string, options: Pick<ScanOptions, 'exclud
 
 /**
  * A tree listed by find on this thread: its files are read from the listing and hashed on a
- * worker thread of its own (on this thread beyond HASH_ASIDE_MAX_FILES).
+ * worker thread of its own (on this thread below HASH_ASIDE_MIN_FILES and beyond
+ * HASH_ASIDE_MAX_FILES).
  */
 function listedAside(root: string, options: Pick<ScanOptions, 'exclude'>, listed: ListedSource): WalkedTree {
-  const aside = listed.listing.count <= HASH_ASIDE_MAX_FILES
+  const {count} = listed.listing
+  const aside = count >= HASH_ASIDE_MIN_FILES && count <= HASH_ASIDE_MAX_FILES
   // Let go of once read: 100,000 files make a 7 MB listing.
   let kept: FindListing | undefined = listed.listing
   const candidates = new Candidates()
@@ -187,7 +197,7 @@ function listedAside(root: string, options: Pick<ScanOptions, 'exclude'>, listed
     count: listed.listing.count,
     scan: candidates.told(scan),
     prefetch(request) {
-      if (aside) scan(request).catch(() => {})
+      if (count <= HASH_ASIDE_MAX_FILES) scan(request).catch(() => {})
     },
     close() {
       kept = undefined
