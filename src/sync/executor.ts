@@ -276,7 +276,7 @@ export async function executePlan(target: Target, plan: TargetPlan, options: Exe
     const files = batch.map((a) => {
       const source = a.source!
       const {size, mode, mtimeMs} = source
-      return {localPath: source.abs, path: a.path, size, options: {mode, mtimeMs}, read: reads ? () => reads.read(source) : undefined}
+      return {localPath: source.abs, path: a.path, size, options: {mode, mtimeMs}, read: reads ? () => reads.read(source) : undefined, release: reads ? (data: Buffer) => reads.release(data) : undefined}
     })
     try {
       await target.putMany!(

@@ -39,6 +39,8 @@ export interface BulkFile {
   options: PutOptions
   /** Reads the file's bytes (shared with other targets); reading `localPath` when absent. */
   read?: () => Promise<Buffer>
+  /** Gives back what `read` returned once its bytes are copied elsewhere (at most once): its memory serves another read. */
+  release?: (data: Buffer) => void
 }
 
 export interface PutOptions {

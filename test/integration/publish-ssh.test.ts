@@ -91,6 +91,21 @@ t.test('a slave that is down does not stop the others; the next publish catches 
   t.ok(existsSync(join(p.root('img'), 'img/logo.png')), 'img published')
 })
 
+t.test('a first publish of many files streams them to two slaves from one read each, every file exact on both', async (t) => {
+  const p = await sshProject(t)
+  // Enough to go in tar streams; sizes across the memory classes of the shared reads, each file
+  // its own bytes: memory given back too early would show as another file's bytes on a slave.
+  const files: Record<string, string> = {}
+  for (let i = 0; i < 700; i++) files[`docs/${i % 7}/page-${i}.html`] = `<p>${i}</p>`.padEnd(100 + ((i * 7919) % 20_000), String.fromCharCode(97 + (i % 26)))
+  await writeTree(join(p.dir, 'public'), files)
+  const r = await p.cli('publish', '--json')
+  t.equal(r.code, 0, r.stderr)
+  const expected = await readTree(join(p.dir, 'public'))
+  const pages = Object.fromEntries(Object.entries(expected).filter(([path]) => !path.startsWith('img/')))
+  t.same(await readTree(p.root('cache1')), pages, 'cache1 holds every page exactly')
+  t.same(await readTree(p.root('cache2')), pages, 'cache2 too')
+})
+
 t.test('an unknown host key is refused with its fingerprint; nothing is sent', async (t) => {
   const p = await sshProject(t)
   await fs.writeFile(p.slaves.cache1.knownHostsFile, '')

@@ -571,6 +571,7 @@ export class SftpTarget implements Target {
           }
           const name = `m${i}`
           gatheredBytes += writeTarMember(gathering, gatheredBytes, name, data, file.options.mode, file.options.mtimeMs / 1000)
+          file.release?.(data)
           staged.push({file, name})
           if (gatheredBytes >= BULK_WRITE_BYTES) await send()
         }
