@@ -499,8 +499,8 @@ async function send(
   const options = {mode: source.mode, mtimeMs: source.mtimeMs, landAfter}
   if (!signatures || !deltaSized(source.size)) {
     // Small files are read once for every target that sends them.
-    const read = reads && source.size < DELTA_MIN_SIZE ? () => reads.read(source) : undefined
-    await target.put(source.abs, action.path, {...options, read})
+    const shared = reads && source.size < DELTA_MIN_SIZE ? reads : undefined
+    await target.put(source.abs, action.path, {...options, read: shared && (() => shared.read(source)), release: shared && ((data) => shared.release(data))})
     return {bytes: source.size, delta: false}
   }
   let result = {bytes: source.size, delta: false}

@@ -53,6 +53,8 @@ export interface PutOptions {
    * send these instead of reading `localPath` itself.
    */
   read?: () => Promise<Buffer>
+  /** Gives back what `read` returned once nothing will look at it again (at most once): its memory serves another read. */
+  release?: (data: Buffer) => void
   /**
    * The file may be written under its temporary name at once, but takes its final name only
    * once this resolves; when it rejects, the temporary file is removed and the error thrown.

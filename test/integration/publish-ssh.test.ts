@@ -104,6 +104,16 @@ t.test('a first publish of many files streams them to two slaves from one read e
   const pages = Object.fromEntries(Object.entries(expected).filter(([path]) => !path.startsWith('img/')))
   t.same(await readTree(p.root('cache1')), pages, 'cache1 holds every page exactly')
   t.same(await readTree(p.root('cache2')), pages, 'cache2 too')
+
+  // Too few to stream: each file goes by itself, from the same shared reads.
+  const changed: Record<string, string> = {}
+  for (let i = 0; i < 700; i += 10) changed[`docs/${i % 7}/page-${i}.html`] = `<p>changed ${i}</p>`.padEnd(100 + ((i * 104_729) % 60_000), String.fromCharCode(65 + (i % 26)))
+  await writeTree(join(p.dir, 'public'), changed)
+  const again = await p.cli('publish', '--json')
+  t.equal(again.code, 0, again.stderr)
+  const now = Object.fromEntries(Object.entries(await readTree(join(p.dir, 'public'))).filter(([path]) => !path.startsWith('img/')))
+  t.same(await readTree(p.root('cache1')), now, 'cache1 holds every changed page exactly')
+  t.same(await readTree(p.root('cache2')), now, 'cache2 too')
 })
 
 t.test('an unknown host key is refused with its fingerprint; nothing is sent', async (t) => {

@@ -497,6 +497,8 @@ export class SftpTarget implements Target {
         const writes = Promise.all(Array.from({length: chunks}, (_, i) => limit(() => writeChunk(i * CHUNK, sent.tick))))
         await finishBehind(channel, sent.done, writes, finish)
       }
+      // Every write is answered: nothing reads the caller's bytes any more.
+      if (data) options.release?.(data)
       await options.landAfter
       await this.replaceFile(channel, temp, path)
     } catch (error) {
