@@ -26,12 +26,13 @@ interface Kept {
   data: Promise<Buffer>
   /** Readers still expected. */
   left: number
-  size: number
+  /** Memory it holds: the file's size, or the capacity it was read into. */
+  bytes: number
   lent?: Lent
 }
 
-/** Reused memory comes in sizes of 4 KiB times a power of two. */
-const MIN_CLASS = 4 << 10
+/** Reused memory comes in sizes of 1 KiB times a power of two. */
+const MIN_CLASS = 1 << 10
 
 export class SharedReads<F extends SharedFile = SharedFile> {
   /** By the file object, not its path: entries do not store their absolute paths (see scan.ts). */
@@ -73,8 +74,9 @@ export class SharedReads<F extends SharedFile = SharedFile> {
       return Promise.reject(error)
     }
     if (keep) {
-      this.kept.set(file, {data, left, size, lent})
-      this.bytes += size
+      const bytes = lent ? lent.memory.length : size
+      this.kept.set(file, {data, left, bytes, lent})
+      this.bytes += bytes
       // Map order is insertion order: the first kept is the oldest.
       for (const oldest of this.kept.keys()) {
         if (this.bytes <= this.maxBytes) break
@@ -102,7 +104,7 @@ export class SharedReads<F extends SharedFile = SharedFile> {
     const kept = this.kept.get(file)
     if (!kept) return
     this.kept.delete(file)
-    this.bytes -= kept.size
+    this.bytes -= kept.bytes
     if (kept.lent) {
       kept.lent.kept = false
       this.reuse(kept.lent)
@@ -151,7 +153,7 @@ export class SharedReads<F extends SharedFile = SharedFile> {
   }
 }
 
-/** The capacity a file of `size` bytes is read into: 4 KiB times a power of two. */
+/** The capacity a file of `size` bytes is read into: 1 KiB times a power of two. */
 function classOf(size: number): number {
   let capacity = MIN_CLASS
   while (capacity < size) capacity *= 2

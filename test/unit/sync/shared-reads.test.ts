@@ -17,12 +17,13 @@ t.test('a file read for one target is kept for the others, then let go', async (
 })
 
 t.test('past its memory bound the oldest are dropped and read again when asked for', async (t) => {
-  const dir = t.testdir({'a.bin': 'a'.repeat(60), 'b.bin': 'b'.repeat(60), 'c.bin': 'c'.repeat(60)})
-  const reads = new SharedReads(() => 2, 150)
-  const [a, b, c] = ['a.bin', 'b.bin', 'c.bin'].map((name) => ({abs: join(dir, name), size: 60}))
+  // Each is read into 1 KiB of memory: two fit in the bound, not three.
+  const dir = t.testdir({'a.bin': 'a'.repeat(1000), 'b.bin': 'b'.repeat(1000), 'c.bin': 'c'.repeat(1000)})
+  const reads = new SharedReads(() => 2, 2600)
+  const [a, b, c] = ['a.bin', 'b.bin', 'c.bin'].map((name) => ({abs: join(dir, name), size: 1000}))
   for (const file of [a, b, c]) await reads.read(file)
   await fs.writeFile(b.abs, 'changed')
-  t.equal((await reads.read(b)).toString(), 'b'.repeat(60), 'b was kept')
+  t.equal((await reads.read(b)).toString(), 'b'.repeat(1000), 'b was kept')
   await fs.writeFile(a.abs, 'changed')
   t.equal((await reads.read(a)).toString(), 'changed', 'a, the oldest, was dropped to stay within the bound')
 })
