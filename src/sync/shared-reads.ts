@@ -3,7 +3,7 @@
 // past `maxBytes` the oldest are dropped and a late target simply reads the file again. The
 // memory of a read is used again once every target that took it has given it back (release).
 
-import {closeSync, fstatSync, openSync, readFileSync, readSync} from 'node:fs'
+import {closeSync, fstatSync, openSync, readSync} from 'node:fs'
 
 /** A source file to read: the same object for every target that sends it (a source entry). */
 export interface SharedFile {
@@ -31,8 +31,11 @@ interface Kept {
   lent?: Lent
 }
 
-/** Reused memory comes in sizes of 1 KiB times a power of two. */
-const MIN_CLASS = 1 << 10
+/**
+ * Reused memory comes in sizes of 4 KiB times a power of two. Smaller files take a slice of
+ * Node's own shared slab, as before: no page of their own to fault in, and nothing to give back.
+ */
+const MIN_CLASS = 4 << 10
 
 export class SharedReads<F extends SharedFile = SharedFile> {
   /** By the file object, not its path: entries do not store their absolute paths (see scan.ts). */
@@ -136,14 +139,12 @@ export class SharedReads<F extends SharedFile = SharedFile> {
     const fd = openSync(path, 'r')
     try {
       const size = fstatSync(fd).size
-      if (size > this.maxBytes / 2) return {data: readFileSync(path)}
+      if (size < MIN_CLASS || size > this.maxBytes / 2) return {data: readAll(fd, Buffer.allocUnsafe(size), size)}
       const capacity = classOf(size)
       const reused = this.free.get(capacity)?.pop()
       if (reused) this.freeBytes -= capacity
       const memory = reused ?? Buffer.allocUnsafeSlow(capacity)
-      let read = 0
-      for (let n = -1; read < size && n !== 0; read += n) n = readSync(fd, memory, read, size - read, read)
-      const data = memory.subarray(0, read)
+      const data = readAll(fd, memory, size)
       const lent: Lent = {memory, holders: 1, kept: true, reused: false}
       this.lent.set(data, lent)
       return {data, lent}
@@ -153,7 +154,14 @@ export class SharedReads<F extends SharedFile = SharedFile> {
   }
 }
 
-/** The capacity a file of `size` bytes is read into: 1 KiB times a power of two. */
+/** Up to `size` bytes of `fd` into `memory`, from its start: a view of what was read (less at an early end of file). */
+function readAll(fd: number, memory: Buffer, size: number): Buffer {
+  let read = 0
+  for (let n = -1; read < size && n !== 0; read += n) n = readSync(fd, memory, read, size - read, read)
+  return memory.subarray(0, read)
+}
+
+/** The capacity a file of `size` bytes is read into: 4 KiB times a power of two. */
 function classOf(size: number): number {
   let capacity = MIN_CLASS
   while (capacity < size) capacity *= 2
