@@ -16,8 +16,8 @@ interface Lent {
   memory: Buffer
   /** Readers that took it and have not given it back. */
   holders: number
-  /** Still handed to readers to come. */
-  kept: boolean
+  /** Readers to come will still be handed it (it is kept for them). */
+  awaited: boolean
   /** Back in the free memory: never given back twice. */
   reused: boolean
 }
@@ -86,7 +86,7 @@ export class SharedReads<F extends SharedFile = SharedFile> {
         this.drop(oldest)
       }
     } else if (lent) {
-      lent.kept = false
+      lent.awaited = false
     }
     return data
   }
@@ -109,13 +109,13 @@ export class SharedReads<F extends SharedFile = SharedFile> {
     this.kept.delete(file)
     this.bytes -= kept.bytes
     if (kept.lent) {
-      kept.lent.kept = false
+      kept.lent.awaited = false
       this.reuse(kept.lent)
     }
   }
 
   private reuse(lent: Lent): void {
-    if (lent.holders > 0 || lent.kept || lent.reused) return
+    if (lent.holders > 0 || lent.awaited || lent.reused) return
     lent.reused = true
     const capacity = lent.memory.length
     // Bounded like what is kept: more is left to the collector.
@@ -145,7 +145,7 @@ export class SharedReads<F extends SharedFile = SharedFile> {
       if (reused) this.freeBytes -= capacity
       const memory = reused ?? Buffer.allocUnsafeSlow(capacity)
       const data = readAll(fd, memory, size)
-      const lent: Lent = {memory, holders: 1, kept: true, reused: false}
+      const lent: Lent = {memory, holders: 1, awaited: true, reused: false}
       this.lent.set(data, lent)
       return {data, lent}
     } finally {
