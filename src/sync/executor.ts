@@ -276,7 +276,7 @@ export async function executePlan(target: Target, plan: TargetPlan, options: Exe
     const files = batch.map((a) => {
       const source = a.source!
       const {size, mode, mtimeMs} = source
-      return {localPath: source.abs, path: a.path, size, options: {mode, mtimeMs}, read: reads ? () => reads.read(source) : undefined, release: reads ? (data: Buffer) => reads.release(data) : undefined}
+      return {localPath: source.abs, path: a.path, size, options: {mode, mtimeMs}, read: reads ? () => reads.read(source) : undefined, release: reads?.release}
     })
     try {
       await target.putMany!(
@@ -500,7 +500,7 @@ async function send(
   if (!signatures || !deltaSized(source.size)) {
     // Small files are read once for every target that sends them.
     const shared = reads && source.size < DELTA_MIN_SIZE ? reads : undefined
-    await target.put(source.abs, action.path, {...options, read: shared && (() => shared.read(source)), release: shared && ((data) => shared.release(data))})
+    await target.put(source.abs, action.path, {...options, read: shared && (() => shared.read(source)), release: shared?.release})
     return {bytes: source.size, delta: false}
   }
   let result = {bytes: source.size, delta: false}

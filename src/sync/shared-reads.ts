@@ -94,9 +94,10 @@ export class SharedReads<F extends SharedFile = SharedFile> {
   /**
    * Gives back a buffer `read` returned, once the reader is done with it (its bytes copied
    * elsewhere). Once every reader that took it has, its memory serves another read. Call it at
-   * most once per read; never calling it is safe.
+   * most once per read; never calling it is safe. Bound to this store: it is handed to every
+   * target's every file as it is, with no function made per file.
    */
-  release(data: Buffer): void {
+  readonly release = (data: Buffer): void => {
     const lent = this.lent.get(data)
     if (!lent) return
     lent.holders--
