@@ -6,7 +6,7 @@ import pLimit from 'p-limit'
 
 import {MirrorError, withContext} from '../errors.js'
 import {parentDirs} from '../targets/paths.js'
-import type {RemoteStat, StateBytes, Target} from '../targets/target.js'
+import type {PutOptions, RemoteStat, StateBytes, Target} from '../targets/target.js'
 import type {PublishEvent} from './events.js'
 import {JOURNAL, journalHeader, journalLine, manifestStream, serializeManifest, type Manifest, type ManifestBodies, type ManifestRecord, type ManifestRows, type RowChange, type WrittenManifest} from './manifest.js'
 import type {Action, TargetPlan} from './plan.js'
@@ -54,6 +54,11 @@ const JOURNAL_MIN_ACTIONS = 500
  * sshds' CPU 1.5 s against 0.3 s each); it pays off for a first publish of thousands of files.
  */
 const BULK_MIN_FILES = 500
+/**
+ * Deletes in flight at once per target: a delete is a request, not a transfer (one with a backup
+ * to make is). Behind a 20 ms link, 100 deletes sent 32 at a time took 0.24 s, at once 0.06 s.
+ */
+const DELETES_AT_ONCE = 256
 /** Files per stream: an interrupted stream costs at most this many re-sends. */
 const BULK_BATCH_FILES = 2000
 /**
@@ -216,6 +221,7 @@ export async function executePlan(target: Target, plan: TargetPlan, options: Exe
   }
 
   const limit = pLimit(Math.max(1, target.capabilities.maxTransfers))
+  const deleteLimit = pLimit(DELETES_AT_ONCE)
   let fatal: MirrorError | undefined
   let firstFailure: MirrorError | undefined
 
@@ -249,11 +255,30 @@ export async function executePlan(target: Target, plan: TargetPlan, options: Exe
       failed(action, error)
     }
   }
+  /**
+   * Runs `work` in one of the target's transfer slots, which `work` may give back before it ends:
+   * a page does once its bytes are staged (PutOptions.onStaged). Waiting for its assets it keeps
+   * no other file from travelling, and once they are done every staged page lands at once.
+   * Holding their slots, 200 pages behind a 20 ms link landed 32 at a time: 0.5 s after the
+   * assets, against 0.3 s now.
+   */
+  const inSlot = <T>(work: (freeSlot: () => void) => Promise<T>): Promise<T> => {
+    let result!: Promise<T>
+    const slot = limit(
+      () =>
+        new Promise<void>((freeSlot) => {
+          const free = () => freeSlot()
+          result = work(free)
+          result.then(free, free)
+        }),
+    )
+    return slot.then(() => result)
+  }
   const sendOne = (action: Action, landAfter?: Promise<unknown>) =>
-    limit(() =>
+    inSlot((freeSlot) =>
       attempt(action, async () => {
         if (action.backup) await target.backup(action.path, options.backupId)
-        const result = await send(target, action, options.signatures, options.reads, landAfter)
+        const result = await send(target, action, options.signatures, options.reads, landAfter && {landAfter, onStaged: freeSlot})
         if (result.signing) signing.push(result.signing)
         sent(action, result.bytes, result.delta)
       }),
@@ -341,7 +366,7 @@ export async function executePlan(target: Target, plan: TargetPlan, options: Exe
     } else {
       await Promise.all(
         deletes.map((action) =>
-          limit(() =>
+          (action.backup ? limit : deleteLimit)(() =>
             attempt(action, async () => {
               if (action.backup) await target.backup(action.path, options.backupId)
               await target.remove(action.path)
@@ -493,10 +518,10 @@ async function send(
   action: Action,
   signatures: SignatureStore | undefined,
   reads: SharedReads<SourceEntry> | undefined,
-  landAfter: Promise<unknown> | undefined,
+  landing: Pick<PutOptions, 'landAfter' | 'onStaged'> | undefined,
 ): Promise<{bytes: number; delta: boolean; signing?: Promise<void>}> {
   const source = action.source!
-  const options = {mode: source.mode, mtimeMs: source.mtimeMs, landAfter}
+  const options = {mode: source.mode, mtimeMs: source.mtimeMs, ...landing}
   if (!signatures || !deltaSized(source.size)) {
     // Small files are read once for every target that sends them.
     const shared = reads && source.size < DELTA_MIN_SIZE ? reads : undefined

@@ -13,7 +13,7 @@ import type {TargetConfig} from '../config/schema.js'
 import {MirrorError, toMirrorError} from '../errors.js'
 import {checkRelativePath, parentDirs, tempNameFor} from './paths.js'
 import {writeLocalFile} from './state-bytes.js'
-import type {LockOwner, PutOptions, RemoteStat, StateBytes, Target, TargetCapabilities} from './target.js'
+import {landing, type LockOwner, type PutOptions, type RemoteStat, type StateBytes, type Target, type TargetCapabilities} from './target.js'
 
 const STAT_CONCURRENCY = 64
 
@@ -117,7 +117,7 @@ export class LocalTarget implements Target {
       await fs.chmod(temp, options.mode)
       const seconds = options.mtimeMs / 1000
       await fs.utimes(temp, seconds, seconds)
-      await options.landAfter
+      await landing(options)
       // The final name must not be a directory or symlink we would replace blindly.
       const existing = await this.lstat(join(this.root, path))
       if (existing && existing.type === 'dir') {

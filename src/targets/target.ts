@@ -61,6 +61,19 @@ export interface PutOptions {
    * Lets pages travel while their assets are still on the way, and land after them.
    */
   landAfter?: Promise<unknown>
+  /**
+   * With `landAfter`: called once the file is complete under its temporary name and waits only
+   * for `landAfter` (at most once; not when it fails before). The caller may start another
+   * transfer meanwhile.
+   */
+  onStaged?: () => void
+}
+
+/** Waits for the word to land (`landAfter`), having told the caller the file is staged; at once without one. */
+export async function landing(options: Pick<PutOptions, 'landAfter' | 'onStaged'>): Promise<void> {
+  if (!options.landAfter) return
+  options.onStaged?.()
+  await options.landAfter
 }
 
 /** Who holds a target's lock. Written into the lock so that others can see it. */

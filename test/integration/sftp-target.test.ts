@@ -3,7 +3,7 @@
 
 import {spawnSync} from 'node:child_process'
 import {createHash, randomBytes} from 'node:crypto'
-import {existsSync, mkdtempSync, readFileSync, writeFileSync} from 'node:fs'
+import {existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync} from 'node:fs'
 import * as fs from 'node:fs/promises'
 import {homedir, tmpdir} from 'node:os'
 import {join} from 'node:path'
@@ -497,6 +497,41 @@ t.test('sftp: patch rebuilds a big file from its old blocks on the slave plus th
   t.equal(stat.mode & 0o777, 0o640)
   t.equal(Math.floor(stat.mtimeMs / 1000) * 1000, mtimeMs)
   t.same(await fs.readdir(join(root, 'media')), ['video.bin'], 'no temporary file left')
+})
+
+t.test('sftp: put and patch with landAfter say when the file is staged, and name it only when landAfter resolves', async (t) => {
+  const {root} = await newRoot(t)
+  const target = new SftpTarget(config(sshd, root), {config: sshd.sshConfigFile})
+  t.teardown(() => target.close())
+  await target.connect()
+  const old = randomBytes(1024 * 1024)
+  await fs.writeFile(join(root, 'big.bin'), old)
+  const next = Buffer.concat([old.subarray(0, 500_000), Buffer.from('inserted'), old.subarray(500_000)])
+  const src = tempDir('mirror-src-')
+  writeFileSync(join(src, 'page.html'), '<p>new page</p>')
+  writeFileSync(join(src, 'big.bin'), next)
+  let land!: () => void
+  const landAfter = new Promise<void>((resolve) => (land = resolve))
+  const staged: string[] = []
+  const options = (path: string) => ({mode: 0o644, mtimeMs: Date.now(), landAfter, onStaged: () => staged.push(path)})
+  const more = Array.from({length: 40}, (_, i) => `more-${i}.html`)
+  for (const name of more) writeFileSync(join(src, name), `<p>${name}</p>`)
+  const openFiles = () => readdirSync('/proc/self/fd').length
+  const openBefore = openFiles()
+  const putting = [target.put(join(src, 'page.html'), 'page.html', options('page.html')), ...more.map((name) => target.put(join(src, name), name, options(name)))]
+  const patching = target.patch!(join(src, 'big.bin'), 'big.bin', computeDelta(computeSignature(old), next).ops, options('big.bin'))
+  for (let waited = 0; waited < 5000 && staged.length < 42; waited += 10) await new Promise((resolve) => setTimeout(resolve, 10))
+  t.same(staged.sort(), ['big.bin', ...more, 'page.html'].sort(), 'all told they were staged while landAfter was pending')
+  t.ok(openFiles() < openBefore + 10, `staged files keep no file of the master open (${openFiles() - openBefore} more open)`)
+  t.notOk(existsSync(join(root, 'page.html')), 'the page has no final name yet')
+  t.ok((await fs.readFile(join(root, 'big.bin'))).equals(old), 'the big file is still the old version')
+  t.equal((await fs.readdir(root)).filter((name) => name.startsWith('.mirror-tmp-')).length, 42, 'all wait under temporary names')
+  land()
+  await Promise.all([...putting, patching])
+  t.equal(await fs.readFile(join(root, 'page.html'), 'utf8'), '<p>new page</p>')
+  t.equal(await fs.readFile(join(root, 'more-7.html'), 'utf8'), '<p>more-7.html</p>')
+  t.ok((await fs.readFile(join(root, 'big.bin'))).equals(next))
+  t.same((await fs.readdir(root)).sort(), ['big.bin', ...more, 'page.html'].sort(), 'no temporary file left')
 })
 
 t.test('sftp: patch never reads or writes through a symlink', async (t) => {

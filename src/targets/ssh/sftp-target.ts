@@ -15,7 +15,7 @@ import {lockedError} from '../local-target.js'
 import {checkRelativePath, parentDirs, tempDirName, tempNameFor} from '../paths.js'
 import type {DeltaOp} from '../../sync/delta.js'
 import {checkedChunks, isStateBytes} from '../state-bytes.js'
-import type {BulkFile, LockOwner, PutOptions, RemoteStat, StateBytes, Target, TargetCapabilities} from '../target.js'
+import {landing, type BulkFile, type LockOwner, type PutOptions, type RemoteStat, type StateBytes, type Target, type TargetCapabilities} from '../target.js'
 import {SFTP_STATUS, SftpChannel, SshConnection, sftpStatus, type Attributes} from './connection.js'
 import {tarEnd, tarMemberBytes, writeTarMember} from './tar.js'
 
@@ -497,9 +497,11 @@ export class SftpTarget implements Target {
         const writes = Promise.all(Array.from({length: chunks}, (_, i) => limit(() => writeChunk(i * CHUNK, sent.tick))))
         await finishBehind(channel, sent.done, writes, finish)
       }
-      // Every write is answered: nothing reads the caller's bytes any more.
+      // Every write is answered: nothing reads the caller's bytes or the file any more (a page
+      // may wait long for its assets, and thousands of them at once).
       if (data) options.release?.(data)
-      await options.landAfter
+      local?.close()
+      await landing(options)
       await this.replaceFile(channel, temp, path)
     } catch (error) {
       stopped = true
@@ -706,7 +708,8 @@ export class SftpTarget implements Target {
         source = undefined
         return Promise.all([channel.fsetstat(to, {mode: options.mode & 0o7777, atime: seconds, mtime: seconds}), channel.close(to), closing])
       })
-      await options.landAfter
+      local.close()
+      await landing(options)
       await this.replace(channel, temp, final)
     } catch (error) {
       stopped = true

@@ -76,6 +76,82 @@ t.test('a publish stopped while the assets are on the way lands no page and leav
   t.same(readdirSync(slave).filter((name) => name.startsWith('.mirror-tmp-')), [], 'no temporary file is left')
 })
 
+/** A local target whose asset waits (up to 5 s) until every page is staged under its temporary name. */
+class PagesFirstTarget extends LocalTarget {
+  stagedBeforeAsset = 0
+  landedBeforeAsset = 0
+
+  constructor(
+    config: TargetConfig,
+    private readonly pages: number,
+  ) {
+    super(config)
+  }
+
+  override async put(localPath: string, path: string, options: PutOptions): Promise<void> {
+    if (path !== ASSET) return super.put(localPath, path, options)
+    const root = (this as unknown as {root: string}).root
+    const staged = () => readdirSync(root).filter((name) => name.startsWith('.mirror-tmp-')).length
+    for (let waited = 0; waited < 5000 && staged() < this.pages; waited += 10) await sleep(10)
+    this.stagedBeforeAsset = staged()
+    this.landedBeforeAsset = readdirSync(root).filter((name) => name.endsWith('.html')).length
+    await super.put(localPath, path, options)
+  }
+}
+
+t.test('pages waiting for their assets hold no transfer: with two at a time, every page travels while a slow asset does', async (t) => {
+  const dir = tempDir('mirror-executor-slots-')
+  const slave = join(dir, 'slave')
+  const pages = Object.fromEntries(Array.from({length: 6}, (_, i) => [`page-${i}.html`, `<img src="/${ASSET}"> ${i}`]))
+  await writeTree(join(dir, 'public'), {...pages, [ASSET]: 'jpeg bytes'})
+  mkdirSync(slave)
+  writeFileSync(join(dir, 'mirror.config.yaml'), `source: ./public\nstate: ./state\ntargets:\n  www: {url: "file://${slave}", state: "${join(dir, 'slave-state')}", transfers: 2}\n`)
+  const config = await loadConfig({cwd: dir})
+  const target = new PagesFirstTarget(config.targets[0], 6)
+  await target.connect()
+  const result = await publish(config, {openTargets: new Map([['www', target]])})
+  t.equal(result.targets[0].error, undefined)
+  t.equal(target.stagedBeforeAsset, 6, 'all 6 pages were on the slave under temporary names while the asset travelled')
+  t.equal(target.landedBeforeAsset, 0, 'none had its final name before the asset')
+  t.same(Object.keys(await readTree(slave)).sort(), [ASSET, ...Object.keys(pages)].sort())
+})
+
+/** A local target that counts the deletes under way at once. */
+class CountingDeletesTarget extends LocalTarget {
+  deleting = 0
+  mostAtOnce = 0
+
+  override async remove(path: string): Promise<void> {
+    this.mostAtOnce = Math.max(this.mostAtOnce, ++this.deleting)
+    try {
+      await sleep(5)
+      await super.remove(path)
+    } finally {
+      this.deleting--
+    }
+  }
+}
+
+t.test('deletes are not held to the number of transfers: 40 of them go out together, not two at a time', async (t) => {
+  const dir = tempDir('mirror-executor-deletes-')
+  const source = join(dir, 'public')
+  const slave = join(dir, 'slave')
+  const gone = Array.from({length: 40}, (_, i) => `old/page-${i}.html`)
+  await writeTree(source, {'index.html': 'home', ...Object.fromEntries(gone.map((path) => [path, path]))})
+  mkdirSync(slave)
+  writeFileSync(join(dir, 'mirror.config.yaml'), `source: ./public\nstate: ./state\ntargets:\n  www: {url: "file://${slave}", state: "${join(dir, 'slave-state')}", transfers: 2}\n`)
+  const config = await loadConfig({cwd: dir})
+  t.equal((await publish(config)).targets[0].error, undefined)
+  for (const path of gone) rmSync(join(source, path))
+  const target = new CountingDeletesTarget(config.targets[0])
+  await target.connect()
+  const result = await publish(config, {openTargets: new Map([['www', target]])})
+  t.equal(result.targets[0].error, undefined)
+  t.equal(result.targets[0].report?.deleted, 40)
+  t.ok(target.mostAtOnce > 2, `deletes under way at once: ${target.mostAtOnce}`)
+  t.same(Object.keys(await readTree(slave)), ['index.html'], 'every deleted page is gone from the slave')
+})
+
 t.test('a big final manifest is written row by row, and holds the same files as one written whole', async (t) => {
   const dir = tempDir('mirror-executor-stream-')
   const source = join(dir, 'public')
