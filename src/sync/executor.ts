@@ -257,10 +257,11 @@ export async function executePlan(target: Target, plan: TargetPlan, options: Exe
   }
   /**
    * Runs `work` in one of the target's transfer slots, which `work` may give back before it ends:
-   * a page does once its bytes are staged (PutOptions.onStaged). Waiting for its assets it keeps
-   * no other file from travelling, and once they are done every staged page lands at once.
-   * Holding their slots, 200 pages behind a 20 ms link landed 32 at a time: 0.5 s after the
-   * assets, against 0.3 s now.
+   * a file does once its bytes are staged (PutOptions.onStaged). Its rename, and a page's wait
+   * for its assets, keep no other file from travelling; once the assets are done every staged
+   * page lands at once. Behind a 20 ms link, holding their slots, 200 pages landed 32 at a time
+   * (0.5 s after the assets, 0.3 s now), and the first assets' renames, queued behind the
+   * bytes sent meanwhile, held theirs 0.3 s (a 20,000-file mutate: 2.83 -> 2.73 s).
    */
   const inSlot = <T>(work: (freeSlot: () => void) => Promise<T>): Promise<T> => {
     let result!: Promise<T>
@@ -278,7 +279,7 @@ export async function executePlan(target: Target, plan: TargetPlan, options: Exe
     inSlot((freeSlot) =>
       attempt(action, async () => {
         if (action.backup) await target.backup(action.path, options.backupId)
-        const result = await send(target, action, options.signatures, options.reads, landAfter && {landAfter, onStaged: freeSlot})
+        const result = await send(target, action, options.signatures, options.reads, {landAfter, onStaged: freeSlot})
         if (result.signing) signing.push(result.signing)
         sent(action, result.bytes, result.delta)
       }),

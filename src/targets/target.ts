@@ -62,18 +62,17 @@ export interface PutOptions {
    */
   landAfter?: Promise<unknown>
   /**
-   * With `landAfter`: called once the file is complete under its temporary name and waits only
-   * for `landAfter` (at most once; not when it fails before). The caller may start another
-   * transfer meanwhile.
+   * Called once the file is complete under its temporary name, before it takes its final name
+   * (and before the wait for `landAfter`); at most once, and not when it fails before. The
+   * caller may start another transfer meanwhile.
    */
   onStaged?: () => void
 }
 
-/** Waits for the word to land (`landAfter`), having told the caller the file is staged; at once without one. */
+/** Tells the caller the file is staged, then waits for the word to land (`landAfter`), if there is one. */
 export async function landing(options: Pick<PutOptions, 'landAfter' | 'onStaged'>): Promise<void> {
-  if (!options.landAfter) return
   options.onStaged?.()
-  await options.landAfter
+  if (options.landAfter) await options.landAfter
 }
 
 /** Who holds a target's lock. Written into the lock so that others can see it. */

@@ -499,7 +499,7 @@ t.test('sftp: patch rebuilds a big file from its old blocks on the slave plus th
   t.same(await fs.readdir(join(root, 'media')), ['video.bin'], 'no temporary file left')
 })
 
-t.test('sftp: put and patch with landAfter say when the file is staged, and name it only when landAfter resolves', async (t) => {
+t.test('sftp: put and patch say when the file is staged; with landAfter they name it only when that resolves', async (t) => {
   const {root} = await newRoot(t)
   const target = new SftpTarget(config(sshd, root), {config: sshd.sshConfigFile})
   t.teardown(() => target.close())
@@ -532,6 +532,10 @@ t.test('sftp: put and patch with landAfter say when the file is staged, and name
   t.equal(await fs.readFile(join(root, 'more-7.html'), 'utf8'), '<p>more-7.html</p>')
   t.ok((await fs.readFile(join(root, 'big.bin'))).equals(next))
   t.same((await fs.readdir(root)).sort(), ['big.bin', ...more, 'page.html'].sort(), 'no temporary file left')
+  // Without landAfter: told all the same, before the file has its name.
+  let namedWhenTold: boolean | undefined
+  await target.put(join(src, 'page.html'), 'alone.html', {mode: 0o644, mtimeMs: Date.now(), onStaged: () => (namedWhenTold = existsSync(join(root, 'alone.html')))})
+  t.equal(namedWhenTold, false, 'a put without landAfter is told it is staged before it takes its name')
 })
 
 t.test('sftp: patch never reads or writes through a symlink', async (t) => {

@@ -116,6 +116,46 @@ t.test('pages waiting for their assets hold no transfer: with two at a time, eve
   t.same(Object.keys(await readTree(slave)).sort(), [ASSET, ...Object.keys(pages)].sort())
 })
 
+/** A local target whose first file, once staged, waits (up to 5 s) for another file to be under way before it takes its name. */
+class SlowRenameTarget extends LocalTarget {
+  started: string[] = []
+  overlapped = false
+
+  override async put(localPath: string, path: string, options: PutOptions): Promise<void> {
+    this.started.push(path)
+    if (this.started.length > 1) return super.put(localPath, path, options)
+    const onStaged = options.onStaged
+    let staged!: () => void
+    const wasStaged = new Promise<void>((resolve) => (staged = resolve))
+    const put = super.put(localPath, path, {
+      ...options,
+      onStaged: () => {
+        onStaged?.()
+        staged()
+      },
+    })
+    await wasStaged
+    for (let waited = 0; waited < 5000 && this.started.length < 2; waited += 10) await sleep(10)
+    this.overlapped = this.started.length > 1
+    await put
+  }
+}
+
+t.test('a file waiting to take its name holds no transfer: with one at a time, the next file is under way meanwhile', async (t) => {
+  const dir = tempDir('mirror-executor-rename-')
+  const slave = join(dir, 'slave')
+  await writeTree(join(dir, 'public'), {'img/a.jpg': 'a'.repeat(2000), 'img/b.jpg': 'b'})
+  mkdirSync(slave)
+  writeFileSync(join(dir, 'mirror.config.yaml'), `source: ./public\nstate: ./state\ntargets:\n  www: {url: "file://${slave}", state: "${join(dir, 'slave-state')}", transfers: 1}\n`)
+  const config = await loadConfig({cwd: dir})
+  const target = new SlowRenameTarget(config.targets[0])
+  await target.connect()
+  const result = await publish(config, {openTargets: new Map([['www', target]])})
+  t.equal(result.targets[0].error, undefined)
+  t.ok(target.overlapped, `the second file started while the first was staged (${target.started.join(', ')})`)
+  t.same(await readTree(slave), {'img/a.jpg': 'a'.repeat(2000), 'img/b.jpg': 'b'})
+})
+
 /** A local target that counts the deletes under way at once. */
 class CountingDeletesTarget extends LocalTarget {
   deleting = 0
