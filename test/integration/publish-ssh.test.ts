@@ -168,3 +168,19 @@ t.test('a big manifest rewritten from its unchanged blocks stays exact over seve
   t.equal(outcome.warnings, undefined, 'the manifest on the slave reads back with a good checksum')
   t.same([outcome.plan.actions.length, outcome.report.sent], [0, 0], 'and it matches the slave exactly')
 })
+
+t.test('a slave that allows only SFTP takes a first publish of many assets and pages: the streams fall back to one by one, nothing waits forever', async (t) => {
+  const dir = tempDir('mirror-sftp-only-')
+  const slave = await sshdFor(t, {alias: 'slave-sftp-only', extraConfig: ['ForceCommand internal-sftp']})
+  // Enough small assets to be streamed (500 and more), and more pages than transfers at once.
+  const files: Record<string, string> = {}
+  for (let i = 0; i < 600; i++) files[`img/thumb-${i}.png`] = `thumb ${i}`
+  for (let i = 0; i < 80; i++) files[`news/page-${i}.html`] = `<img src="/img/thumb-${i}.png"> ${i}`
+  await writeTree(join(dir, 'public'), files)
+  const root = join(dir, 'www')
+  await fs.mkdir(root)
+  await fs.writeFile(join(dir, 'mirror.config.yaml'), `source: ./public\nssh:\n  config: ${slave.sshConfigFile}\ntargets:\n  www: {url: "sftp://slave-sftp-only${root}", state: "${dir}/state", transfers: 16}\n`)
+  const result = await runCli(['publish', '--json'], {cwd: dir, timeoutMs: 60_000})
+  t.equal(result.code, 0, result.stderr)
+  t.same(await readTree(root), files, 'every asset and page landed, byte for byte')
+})

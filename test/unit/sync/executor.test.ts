@@ -84,6 +84,7 @@ class PagesFirstTarget extends LocalTarget {
   constructor(
     config: TargetConfig,
     private readonly pages: number,
+    private readonly patienceMs = 5000,
   ) {
     super(config)
   }
@@ -92,7 +93,7 @@ class PagesFirstTarget extends LocalTarget {
     if (path !== ASSET) return super.put(localPath, path, options)
     const root = (this as unknown as {root: string}).root
     const staged = () => readdirSync(root).filter((name) => name.startsWith('.mirror-tmp-')).length
-    for (let waited = 0; waited < 5000 && staged() < this.pages; waited += 10) await sleep(10)
+    for (let waited = 0; waited < this.patienceMs && staged() < this.pages; waited += 10) await sleep(10)
     this.stagedBeforeAsset = staged()
     this.landedBeforeAsset = readdirSync(root).filter((name) => name.endsWith('.html')).length
     await super.put(localPath, path, options)
@@ -114,6 +115,22 @@ t.test('pages waiting for their assets hold no transfer: with two at a time, eve
   t.equal(target.stagedBeforeAsset, 6, 'all 6 pages were on the slave under temporary names while the asset travelled')
   t.equal(target.landedBeforeAsset, 0, 'none had its final name before the asset')
   t.same(Object.keys(await readTree(slave)).sort(), [ASSET, ...Object.keys(pages)].sort())
+})
+
+t.test('no more than 1,024 pages wait for their assets at once, each with its temporary file on the slave', async (t) => {
+  const dir = tempDir('mirror-executor-many-pages-')
+  const slave = join(dir, 'slave')
+  const pages = Object.fromEntries(Array.from({length: 1100}, (_, i) => [`page-${i}.html`, `<img src="/${ASSET}"> ${i}`]))
+  await writeTree(join(dir, 'public'), {...pages, [ASSET]: 'jpeg bytes'})
+  mkdirSync(slave)
+  writeFileSync(join(dir, 'mirror.config.yaml'), `source: ./public\nstate: ./state\ntargets:\n  www: {url: "file://${slave}", state: "${join(dir, 'slave-state')}", transfers: 8}\n`)
+  const config = await loadConfig({cwd: dir})
+  const target = new PagesFirstTarget(config.targets[0], 1100, 1500)
+  await target.connect()
+  const result = await publish(config, {openTargets: new Map([['www', target]])})
+  t.equal(result.targets[0].error, undefined)
+  t.equal(target.stagedBeforeAsset, 1024, '1,024 pages staged while the asset travelled, the rest after it landed')
+  t.equal(Object.keys(await readTree(slave)).length, 1101, 'all pages and the asset landed')
 })
 
 /** A local target whose first file, once staged, waits (up to 5 s) for another file to be under way before it takes its name. */
