@@ -100,14 +100,23 @@ class PagesFirstTarget extends LocalTarget {
   }
 }
 
-t.test('pages waiting for their assets hold no transfer: with two at a time, every page travels while a slow asset does', async (t) => {
-  const dir = tempDir('mirror-executor-slots-')
+/** A project with `files` in its source and one local target (an empty directory) taking `transfers` at once. */
+async function localProject(files: Record<string, string>, transfers: number) {
+  const dir = tempDir('mirror-executor-')
+  const source = join(dir, 'public')
   const slave = join(dir, 'slave')
-  const pages = Object.fromEntries(Array.from({length: 6}, (_, i) => [`page-${i}.html`, `<img src="/${ASSET}"> ${i}`]))
-  await writeTree(join(dir, 'public'), {...pages, [ASSET]: 'jpeg bytes'})
+  await writeTree(source, files)
   mkdirSync(slave)
-  writeFileSync(join(dir, 'mirror.config.yaml'), `source: ./public\nstate: ./state\ntargets:\n  www: {url: "file://${slave}", state: "${join(dir, 'slave-state')}", transfers: 2}\n`)
-  const config = await loadConfig({cwd: dir})
+  writeFileSync(join(dir, 'mirror.config.yaml'), `source: ./public\nstate: ./state\ntargets:\n  www: {url: "file://${slave}", state: "${join(dir, 'slave-state')}", transfers: ${transfers}}\n`)
+  return {source, slave, config: await loadConfig({cwd: dir})}
+}
+
+/** `count` pages that show the asset. */
+const pagesOf = (count: number) => Object.fromEntries(Array.from({length: count}, (_, i) => [`page-${i}.html`, `<img src="/${ASSET}"> ${i}`]))
+
+t.test('pages waiting for their assets hold no transfer: with two at a time, every page travels while a slow asset does', async (t) => {
+  const pages = pagesOf(6)
+  const {config, slave} = await localProject({...pages, [ASSET]: 'jpeg bytes'}, 2)
   const target = new PagesFirstTarget(config.targets[0], 6)
   await target.connect()
   const result = await publish(config, {openTargets: new Map([['www', target]])})
@@ -118,13 +127,7 @@ t.test('pages waiting for their assets hold no transfer: with two at a time, eve
 })
 
 t.test('no more than 1,024 pages wait for their assets at once, each with its temporary file on the slave', async (t) => {
-  const dir = tempDir('mirror-executor-many-pages-')
-  const slave = join(dir, 'slave')
-  const pages = Object.fromEntries(Array.from({length: 1100}, (_, i) => [`page-${i}.html`, `<img src="/${ASSET}"> ${i}`]))
-  await writeTree(join(dir, 'public'), {...pages, [ASSET]: 'jpeg bytes'})
-  mkdirSync(slave)
-  writeFileSync(join(dir, 'mirror.config.yaml'), `source: ./public\nstate: ./state\ntargets:\n  www: {url: "file://${slave}", state: "${join(dir, 'slave-state')}", transfers: 8}\n`)
-  const config = await loadConfig({cwd: dir})
+  const {config, slave} = await localProject({...pagesOf(1100), [ASSET]: 'jpeg bytes'}, 8)
   const target = new PagesFirstTarget(config.targets[0], 1100, 1500)
   await target.connect()
   const result = await publish(config, {openTargets: new Map([['www', target]])})
@@ -159,12 +162,7 @@ class SlowRenameTarget extends LocalTarget {
 }
 
 t.test('a file waiting to take its name holds no transfer: with one at a time, the next file is under way meanwhile', async (t) => {
-  const dir = tempDir('mirror-executor-rename-')
-  const slave = join(dir, 'slave')
-  await writeTree(join(dir, 'public'), {'img/a.jpg': 'a'.repeat(2000), 'img/b.jpg': 'b'})
-  mkdirSync(slave)
-  writeFileSync(join(dir, 'mirror.config.yaml'), `source: ./public\nstate: ./state\ntargets:\n  www: {url: "file://${slave}", state: "${join(dir, 'slave-state')}", transfers: 1}\n`)
-  const config = await loadConfig({cwd: dir})
+  const {config, slave} = await localProject({'img/a.jpg': 'a'.repeat(2000), 'img/b.jpg': 'b'}, 1)
   const target = new SlowRenameTarget(config.targets[0])
   await target.connect()
   const result = await publish(config, {openTargets: new Map([['www', target]])})
@@ -190,14 +188,8 @@ class CountingDeletesTarget extends LocalTarget {
 }
 
 t.test('deletes are not held to the number of transfers: 40 of them go out together, not two at a time', async (t) => {
-  const dir = tempDir('mirror-executor-deletes-')
-  const source = join(dir, 'public')
-  const slave = join(dir, 'slave')
   const gone = Array.from({length: 40}, (_, i) => `old/page-${i}.html`)
-  await writeTree(source, {'index.html': 'home', ...Object.fromEntries(gone.map((path) => [path, path]))})
-  mkdirSync(slave)
-  writeFileSync(join(dir, 'mirror.config.yaml'), `source: ./public\nstate: ./state\ntargets:\n  www: {url: "file://${slave}", state: "${join(dir, 'slave-state')}", transfers: 2}\n`)
-  const config = await loadConfig({cwd: dir})
+  const {config, source, slave} = await localProject({'index.html': 'home', ...Object.fromEntries(gone.map((path) => [path, path]))}, 2)
   t.equal((await publish(config)).targets[0].error, undefined)
   for (const path of gone) rmSync(join(source, path))
   const target = new CountingDeletesTarget(config.targets[0])
