@@ -10,9 +10,10 @@ import t from 'tap'
 import {binRun, runCli} from '../helpers/cli.js'
 import {readTree, tempDir} from '../helpers/site.js'
 
+/** Files under their final names (temporary ones are not landed: the next publish removes them). */
 async function countFiles(dir: string): Promise<number> {
   const entries = await fs.readdir(dir, {recursive: true, withFileTypes: true}).catch(() => [])
-  return entries.filter((e) => e.isFile()).length
+  return entries.filter((e) => e.isFile() && !e.name.startsWith('.mirror-tmp-')).length
 }
 
 t.test('SIGKILL mid-publish, then publish again: complete, nothing re-sent, no temp files', async (t) => {
