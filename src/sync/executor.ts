@@ -60,11 +60,12 @@ const BULK_MIN_FILES = 500
  */
 const DELETES_AT_ONCE = 256
 /**
- * Pages under way at once per target, those staged and waiting for every asset to land included:
- * each holds a little memory until it lands, and its temporary file on the slave. Assets are not
- * held to it (the pages wait for them).
+ * Files under way at once per target, of each kind (assets, pages), those staged and waiting to
+ * take their final name included (a page waits for every asset): each holds a little memory
+ * until it lands, and its temporary file on the slave. Apart, so that an asset never waits for
+ * a page that waits for it.
  */
-const PAGES_AT_ONCE = 1024
+const FILES_AT_ONCE = 1024
 /** Files per stream: an interrupted stream costs at most this many re-sends. */
 const BULK_BATCH_FILES = 2000
 /**
@@ -228,7 +229,8 @@ export async function executePlan(target: Target, plan: TargetPlan, options: Exe
 
   const limit = pLimit(Math.max(1, target.capabilities.maxTransfers))
   const deleteLimit = pLimit(DELETES_AT_ONCE)
-  const pagesUnderWay = pLimit(PAGES_AT_ONCE)
+  const assetsUnderWay = pLimit(FILES_AT_ONCE)
+  const pagesUnderWay = pLimit(FILES_AT_ONCE)
   let fatal: MirrorError | undefined
   let firstFailure: MirrorError | undefined
 
@@ -294,9 +296,7 @@ export async function executePlan(target: Target, plan: TargetPlan, options: Exe
           sent(action, result.bytes, result.delta)
         }),
       )
-    // Only pages wait for others: an asset that queued behind them (one a stream handed back)
-    // would wait for ever.
-    return landAfter ? pagesUnderWay(transfer) : transfer()
+    return (landAfter ? pagesUnderWay : assetsUnderWay)(transfer)
   }
 
   /** Small files in streams where the target can; what it did not take goes one by one. */

@@ -76,7 +76,7 @@ t.test('a publish stopped while the assets are on the way lands no page and leav
   t.same(readdirSync(slave).filter((name) => name.startsWith('.mirror-tmp-')), [], 'no temporary file is left')
 })
 
-/** A local target whose asset waits (up to 5 s) until every page is staged under its temporary name. */
+/** A local target whose asset waits until every page is staged under its temporary name, or none more was for a second. */
 class PagesFirstTarget extends LocalTarget {
   stagedBeforeAsset = 0
   landedBeforeAsset = 0
@@ -84,7 +84,6 @@ class PagesFirstTarget extends LocalTarget {
   constructor(
     config: TargetConfig,
     private readonly pages: number,
-    private readonly patienceMs = 5000,
   ) {
     super(config)
   }
@@ -93,7 +92,12 @@ class PagesFirstTarget extends LocalTarget {
     if (path !== ASSET) return super.put(localPath, path, options)
     const root = (this as unknown as {root: string}).root
     const staged = () => readdirSync(root).filter((name) => name.startsWith('.mirror-tmp-')).length
-    for (let waited = 0; waited < this.patienceMs && staged() < this.pages; waited += 10) await sleep(10)
+    // Until every page is staged, or none more was for a second.
+    for (let seen = staged(), still = 0; seen < this.pages && still < 1000; still += 10) {
+      await sleep(10)
+      const now = staged()
+      if (now !== seen) [seen, still] = [now, 0]
+    }
     this.stagedBeforeAsset = staged()
     this.landedBeforeAsset = readdirSync(root).filter((name) => name.endsWith('.html')).length
     await super.put(localPath, path, options)
@@ -128,12 +132,53 @@ t.test('pages waiting for their assets hold no transfer: with two at a time, eve
 
 t.test('no more than 1,024 pages wait for their assets at once, each with its temporary file on the slave', async (t) => {
   const {config, slave} = await localProject({...pagesOf(1100), [ASSET]: 'jpeg bytes'}, 8)
-  const target = new PagesFirstTarget(config.targets[0], 1100, 1500)
+  const target = new PagesFirstTarget(config.targets[0], 1100)
   await target.connect()
   const result = await publish(config, {openTargets: new Map([['www', target]])})
   t.equal(result.targets[0].error, undefined)
   t.equal(target.stagedBeforeAsset, 1024, '1,024 pages staged while the asset travelled, the rest after it landed')
   t.equal(Object.keys(await readTree(slave)).length, 1101, 'all pages and the asset landed')
+})
+
+/** A local target whose files, once staged, wait until `count` are staged, or none more was for half a second, before they take their names. */
+class HeldRenamesTarget extends LocalTarget {
+  staged = 0
+  mostStaged = 0
+  private lastStaged = Date.now()
+
+  constructor(
+    config: TargetConfig,
+    private readonly count: number,
+  ) {
+    super(config)
+  }
+
+  override async put(localPath: string, path: string, options: PutOptions): Promise<void> {
+    let staged!: () => void
+    const wasStaged = new Promise<void>((resolve) => (staged = resolve))
+    const onStaged = () => {
+      options.onStaged?.()
+      this.mostStaged = Math.max(this.mostStaged, ++this.staged)
+      this.lastStaged = Date.now()
+      staged()
+    }
+    await super.put(localPath, path, {...options, landAfter: wasStaged.then(() => this.held()), onStaged}).finally(() => this.staged--)
+  }
+
+  private async held(): Promise<void> {
+    while (this.staged < this.count && Date.now() - this.lastStaged < 500) await sleep(10)
+  }
+}
+
+t.test('no more than 1,024 assets are under way at once either, however slowly they take their names', async (t) => {
+  const assets = Object.fromEntries(Array.from({length: 1100}, (_, i) => [`img/thumb-${i}.png`, `thumb ${i}`]))
+  const {config, slave} = await localProject(assets, 8)
+  const target = new HeldRenamesTarget(config.targets[0], 1100)
+  await target.connect()
+  const result = await publish(config, {openTargets: new Map([['www', target]])})
+  t.equal(result.targets[0].error, undefined)
+  t.ok(target.mostStaged > 8 && target.mostStaged <= 1024, `more than the 8 transfers and at most 1,024 staged at once (${target.mostStaged})`)
+  t.equal(Object.keys(await readTree(slave)).length, 1100, 'all landed')
 })
 
 /** A local target whose first file, once staged, waits (up to 5 s) for another file to be under way before it takes its name. */
