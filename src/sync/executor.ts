@@ -6,7 +6,7 @@ import pLimit from 'p-limit'
 
 import {MirrorError, withContext} from '../errors.js'
 import {parentDirs} from '../targets/paths.js'
-import type {PutOptions, RemoteStat, StateBytes, Target} from '../targets/target.js'
+import type {RemoteStat, StateBytes, Target} from '../targets/target.js'
 import type {PublishEvent} from './events.js'
 import {JOURNAL, journalHeader, journalLine, manifestStream, serializeManifest, type Manifest, type ManifestBodies, type ManifestRecord, type ManifestRows, type RowChange, type WrittenManifest} from './manifest.js'
 import type {Action, TargetPlan} from './plan.js'
@@ -291,7 +291,7 @@ export async function executePlan(target: Target, plan: TargetPlan, options: Exe
       inSlot((freeSlot) =>
         attempt(action, async () => {
           if (action.backup) await target.backup(action.path, options.backupId)
-          const result = await send(target, action, options.signatures, options.reads, {landAfter, onStaged: freeSlot})
+          const result = await send(target, action, options.signatures, options.reads, landAfter, freeSlot)
           if (result.signing) signing.push(result.signing)
           sent(action, result.bytes, result.delta)
         }),
@@ -526,17 +526,18 @@ function patchable(target: Target, previous: Buffer | undefined, size: number): 
 /**
  * Sends one file: as a delta against the slave's current version when the target can copy
  * ranges server-side and the master has that version's signature, else whole. Large files
- * leave their signature behind for the next change.
+ * leave their signature behind for the next change. `landAfter` and `onStaged` as PutOptions has them.
  */
 async function send(
   target: Target,
   action: Action,
   signatures: SignatureStore | undefined,
   reads: SharedReads<SourceEntry> | undefined,
-  landing: Pick<PutOptions, 'landAfter' | 'onStaged'> | undefined,
+  landAfter: Promise<unknown> | undefined,
+  onStaged: () => void,
 ): Promise<{bytes: number; delta: boolean; signing?: Promise<void>}> {
   const source = action.source!
-  const options = {mode: source.mode, mtimeMs: source.mtimeMs, ...landing}
+  const options = {mode: source.mode, mtimeMs: source.mtimeMs, landAfter, onStaged}
   if (!signatures || !deltaSized(source.size)) {
     // Small files are read once for every target that sends them.
     const shared = reads && source.size < DELTA_MIN_SIZE ? reads : undefined
